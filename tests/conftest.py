@@ -1,0 +1,59 @@
+"""Fixtures shared by every test: the real S3 server, started once per session."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, ServiceProcess, port_open
+
+
+@dataclass
+class S3Server:
+    process: ServiceProcess
+    host: str
+    port: int
+    access_key: str = "imagemesh"
+    secret_key: str = "imagemesh-secret"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The storage service's settings for this server."""
+        return {
+            "STORAGE_S3_ENDPOINT": self.endpoint,
+            "STORAGE_ACCESS_KEY": self.access_key,
+            "STORAGE_SECRET_KEY": self.secret_key,
+        }
+
+
+def start_s3(name: str = "s3") -> S3Server:
+    host, port = "127.0.0.1", free_port()
+    process = ServiceProcess(
+        name,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "s3_server.py"),
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ],
+        ready=lambda: port_open(host, port),
+        ready_timeout=30,
+    ).start()
+    return S3Server(process, host, port)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3 server (MinIO if installed, else moto's standalone server) on loopback."""
+    server = start_s3()
+    yield server
+    server.process.stop()
