@@ -50,3 +50,13 @@ class Cancelled(ServiceError):
 
 class PermissionDenied(ServiceError):
     code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ProviderFailed(ServiceError):
+    """A hosted provider took the request and failed it (task FAILED, upstream error).
+
+    ABORTED is never produced by the gRPC library itself, so it means exactly this; the gateway
+    answers it with HTTP 502.
+    """
+
+    code = grpc.StatusCode.ABORTED
