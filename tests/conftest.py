@@ -33,8 +33,9 @@ class S3Server:
         }
 
 
-def start_s3(name: str = "s3") -> S3Server:
-    host, port = "127.0.0.1", free_port()
+def start_s3(name: str = "s3", port: int | None = None) -> S3Server:
+    """Starts an S3 server; give `port` to bring one back on the same endpoint after a stop."""
+    host, port = "127.0.0.1", port or free_port()
     process = ServiceProcess(
         name,
         [
