@@ -12,7 +12,7 @@ MODELS_STAMP := models/.stamp
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: setup run test lint typecheck bench deploy-check images protos models clean
+.PHONY: setup run test lint typecheck bench deploy-check images push-images protos models clean
 
 setup: $(VENV_STAMP) $(GEN_STAMP) $(MODELS_STAMP)
 
@@ -64,8 +64,24 @@ typecheck: setup
 deploy-check: $(VENV_STAMP)
 	$(PY) -m pytest -q tests/deploy
 
-images:
-	docker build -f deploy/docker/Dockerfile --target gateway -t imagemesh/gateway .
+# Container images (needs a Docker engine; nothing in the tests does). One target per image in
+# deploy/docker/Dockerfile; model servers in two flavours, tagged TAG-cpu and TAG-cuda. The names
+# and tags match deploy/base and the overlays: change IMAGE_REGISTRY and IMAGE_TAG together with
+# the overlay's `images:` (deploy/README.md).
+DOCKER ?= docker
+IMAGE_REGISTRY ?= imagemesh
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_TARGETS := gateway providers storage qwen-image-cpu qwen-edit-cpu qwen-image-cuda qwen-edit-cuda
+# qwen-image-cpu -> $(IMAGE_REGISTRY)/qwen-image:$(IMAGE_TAG)-cpu; gateway -> .../gateway:$(IMAGE_TAG)
+image_ref = $(IMAGE_REGISTRY)/$(if $(filter %-cpu %-cuda,$(1)),$(patsubst %-$(lastword $(subst -, ,$(1))),%,$(1)):$(IMAGE_TAG)-$(lastword $(subst -, ,$(1))),$(1):$(IMAGE_TAG))
+
+images: $(addprefix image-,$(IMAGE_TARGETS))
+
+image-%:
+	$(DOCKER) build -f deploy/docker/Dockerfile --target $* -t $(call image_ref,$*) .
+
+push-images: images
+	$(foreach target,$(IMAGE_TARGETS),$(DOCKER) push $(call image_ref,$(target)) &&) true
 
 clean:
 	rm -rf gen models run .tools
