@@ -1,0 +1,1 @@
+"""The storage service: images into a MinIO / S3 bucket, links out (presigned or public)."""
