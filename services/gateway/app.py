@@ -1,0 +1,110 @@
+"""The gateway's FastAPI application: `build_app(settings)`.
+
+The lifespan opens one gRPC channel per backend and builds the serving objects on `app.state`
+(routes take them from there); middleware adds the request id, API keys, the body cap and CORS;
+`errors.install` makes every failure an envelope. `/docs` shows every accepted body shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from pydantic.json_schema import models_json_schema
+
+from services.gateway import errors, probes
+from services.gateway.catalog import Catalog
+from services.gateway.chat.protocol import ChatCompletionRequest
+from services.gateway.chat.router import router as chat_router
+from services.gateway.chat.serving import ChatService
+from services.gateway.clients import Backends
+from services.gateway.delivery import Delivery
+from services.gateway.edits.router import BODY_MODELS as EDIT_MODELS
+from services.gateway.edits.router import router as edits_router
+from services.gateway.edits.serving import ImageEditService
+from services.gateway.images.router import BODY_MODELS as IMAGE_MODELS
+from services.gateway.images.router import router as images_router
+from services.gateway.images.serving import ImageGenerationService
+from services.gateway.middleware import ApiKeys, BodyLimit, RequestContext
+from services.gateway.model_list.router import router as models_router
+from services.gateway.model_list.serving import ModelListService
+from services.gateway.settings import GatewaySettings
+from services.gateway.sources import ImageSources
+
+DESCRIPTION = """OpenAI- and DashScope-style REST over the imagemesh gRPC services.
+
+Every JSON answer carries `code` (0 = success, else the HTTP status), `message` and `request_id`
+(also the `X-Request-ID` header). Errors add `error: {message, type, param}`."""
+
+
+def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> FastAPI:
+    catalog = catalog or Catalog.load(settings.catalog_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        backends = Backends(settings)
+        sources = ImageSources(settings, backends)
+        delivery = Delivery(settings, backends)
+        app.state.settings = settings
+        app.state.catalog = catalog
+        app.state.backends = backends
+        app.state.images = ImageGenerationService(settings, catalog, backends, delivery)
+        app.state.edits = ImageEditService(settings, catalog, backends, sources, delivery)
+        app.state.chat = ChatService(settings, catalog, backends)
+        app.state.models = ModelListService(settings, catalog, backends)
+        try:
+            yield
+        finally:
+            await sources.close()
+            await backends.close()
+
+    app = FastAPI(
+        title="imagemesh gateway",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (images_router, edits_router, chat_router, models_router, probes.router):
+        app.include_router(router)
+    _document_bodies(app, [*IMAGE_MODELS, *EDIT_MODELS, ChatCompletionRequest])
+
+    # Added last = outermost: the request id wraps everything, so even a 401 or 413 carries it.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeys, keys=settings.api_keys)
+    app.add_middleware(RequestContext)
+    return app
+
+
+def _document_bodies(app: FastAPI, models: list[Any]) -> None:
+    """Routes that parse their own body name its models (`bodies.json_body`); add their schemas."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = plain()
+        _, definitions = models_json_schema(
+            [(model, "validation") for model in models],
+            ref_template="#/components/schemas/{model}",
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(definitions.get("$defs", {}))
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.pop("x-body-models", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

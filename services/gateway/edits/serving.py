@@ -1,0 +1,120 @@
+"""Image edits: resolve the input images, route by model, call the backend, deliver.
+
+Input images are fetched and checked concurrently (`ImageSources`); local models get an
+ImageEditing.Edit call, hosted ones Providers.EditImages. Plain class: testable without HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from imagemesh.v1 import common_pb2, providers_pb2, qwen_edit_pb2
+
+from services.gateway.catalog import Catalog, Entry
+from services.gateway.clients import Backends
+from services.gateway.delivery import Delivery
+from services.gateway.edits.protocol import EditSpec, ImageRef
+from services.gateway.errors import ApiError
+from services.gateway.images.serving import Outcome, check_count, first_size
+from services.gateway.settings import GatewaySettings
+from services.gateway.sizes import require_multiple_of_16
+from services.gateway.sources import ImageSources
+
+
+class ImageEditService:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        catalog: Catalog,
+        backends: Backends,
+        sources: ImageSources,
+        delivery: Delivery,
+    ) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._backends = backends
+        self._sources = sources
+        self._delivery = delivery
+
+    async def edit(self, spec: EditSpec) -> Outcome:
+        # Model first: an unknown model is answered before any image is downloaded.
+        entry = self._catalog.resolve(spec.model, "edit")
+        check_count(spec.n, entry)
+        if entry.local:
+            require_multiple_of_16(spec.width, spec.height, entry.name)
+        refs = [*spec.images, *([spec.mask] if spec.mask else [])]
+        loaded = await asyncio.gather(*(self._load(ref) for ref in refs))
+        images = loaded[: len(spec.images)]
+        mask = loaded[len(spec.images)] if spec.mask else None
+        if entry.local:
+            result = await self._backends.unary(
+                entry.backend,
+                self._backends.qwen_edit.Edit,
+                self._local_request(spec, images, mask),
+                deadline=self._settings.edit_deadline_seconds,
+                what=entry.name,
+            )
+            made, revised, warnings = list(result.images), None, []
+        else:
+            response = await self._backends.unary(
+                "providers",
+                self._backends.providers.EditImages,
+                self._hosted_request(entry, spec, images, mask),
+                deadline=self._settings.edit_deadline_seconds,
+                what=entry.name,
+            )
+            made = [image for group in response.results for image in group.images]
+            revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
+            warnings = list(response.warnings)
+        if not made:
+            detail = f": {'; '.join(warnings)}" if warnings else ""
+            raise ApiError(502, f"{entry.name} returned no images{detail}")
+        delivered = await self._delivery.deliver(made, spec.response_format)
+        width, height = first_size(made, spec.width, spec.height)
+        return Outcome(
+            entry.name, delivered, width, height, revised_prompt=revised, warnings=warnings
+        )
+
+    async def _load(self, ref: ImageRef) -> bytes:
+        if ref.data is not None:
+            return await self._sources.from_bytes(ref.data, ref.param)
+        return await self._sources.from_text(ref.text, ref.param)
+
+    @staticmethod
+    def _local_request(
+        spec: EditSpec, images: list[bytes], mask: bytes | None
+    ) -> qwen_edit_pb2.EditRequest:
+        request = qwen_edit_pb2.EditRequest(
+            images=[common_pb2.ImageInput(data=data) for data in images],
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            num_inference_steps=spec.num_inference_steps,
+            num_images=spec.n,
+            width=spec.width,
+            height=spec.height,
+        )
+        if mask is not None:
+            request.mask.data = mask
+        if spec.true_cfg_scale is not None:
+            request.true_cfg_scale = spec.true_cfg_scale
+        if spec.guidance_scale is not None:
+            request.guidance_scale = spec.guidance_scale
+        if spec.seed is not None:
+            request.seed = spec.seed
+        return request
+
+    @staticmethod
+    def _hosted_request(
+        entry: Entry, spec: EditSpec, images: list[bytes], mask: bytes | None
+    ) -> providers_pb2.ProviderEditRequest:
+        size = f"{spec.width}x{spec.height}" if spec.width and spec.height else "auto"
+        return providers_pb2.ProviderEditRequest(
+            model=entry.name,
+            images=[common_pb2.ImageInput(data=data) for data in images],
+            # One mask for the whole edit applies to every image (OpenAI's edits API).
+            masks=[common_pb2.ImageInput(data=mask)] * len(images) if mask else [],
+            prompt=spec.prompt,
+            prompts=spec.prompts,
+            n=spec.n,
+            size=size,
+        )

@@ -1,0 +1,249 @@
+"""Wire models of POST /v1/images/generations: the OpenAI shape and the DashScope shape.
+
+A body with `input` is DashScope-shaped (seed 002) and is answered in the DashScope shape
+(`output.choices[].message.content[]`); any other body is OpenAI-shaped (seed 003/004, `data[]`).
+Both become one `GenerationSpec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.gateway.envelope import success
+from services.gateway.errors import invalid
+from services.gateway.sizes import resolve_size
+
+if TYPE_CHECKING:
+    from services.gateway.images.serving import Outcome
+
+ResponseFormat = Literal["url", "b64_json"]
+MAX_SEED = 2**63 - 1
+
+
+class ImageKnobs(BaseModel):
+    """The Qwen knobs both shapes share (seed 002 `parameters`, seed 003 top level)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    negative_prompt: str | None = None
+    size: str | None = Field(default=None, examples=["1024x1024", "1328*1328"])
+    aspect_ratio: str | None = Field(default=None, examples=["16:9"])
+    width: int | None = Field(default=None, ge=16, le=4096)
+    height: int | None = Field(default=None, ge=16, le=4096)
+    n: int = Field(default=1, ge=1, le=10)
+    response_format: ResponseFormat = "url"
+    num_inference_steps: int | None = Field(default=None, ge=1, le=100)
+    true_cfg_scale: float | None = Field(default=None, ge=0, le=50)
+    guidance_scale: float | None = Field(default=None, ge=0, le=50)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    prompt_extend: bool | None = None
+    watermark: bool = False
+
+
+class OpenAIImageRequest(ImageKnobs):
+    """OpenAI's images API plus the Qwen knobs of seed 003."""
+
+    model: str | None = Field(default=None, examples=["qwen-image"])
+    prompt: str = Field(min_length=1, examples=["a cute baby sea otter"])
+
+
+class DashScopeContent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    text: str | None = None
+
+
+class DashScopeMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: str = "user"
+    content: list[DashScopeContent] | str
+
+
+class DashScopeInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    messages: list[DashScopeMessage] | None = None
+    # The text2image API's flat form (wanx): input.prompt / input.negative_prompt.
+    prompt: str | None = None
+    negative_prompt: str | None = None
+
+    @model_validator(mode="after")
+    def _has_prompt(self) -> DashScopeInput:
+        if not self.messages and not self.prompt:
+            raise ValueError(
+                "give input.messages[0].content[0].text (or input.prompt) with the prompt"
+            )
+        return self
+
+
+class DashScopeParameters(ImageKnobs):
+    n: int = Field(default=1, ge=1, le=10)
+
+
+class DashScopeImageRequest(BaseModel):
+    """DashScope's multimodal-generation request (seed 002)."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = Field(default=None, examples=["aliyun/aliyun/qwen-image-plus"])
+    input: DashScopeInput
+    parameters: DashScopeParameters = Field(default_factory=DashScopeParameters)
+
+    def prompt(self) -> str:
+        if self.input.prompt:
+            return self.input.prompt
+        messages = self.input.messages or []
+        for m_index in range(len(messages) - 1, -1, -1):
+            message = messages[m_index]
+            if message.role != "user":
+                continue
+            if isinstance(message.content, str):
+                texts = [message.content]
+            else:
+                texts = [part.text for part in message.content if part.text]
+            if any(t.strip() for t in texts):
+                return "\n".join(texts)
+        raise invalid(
+            "input.messages[0].content[0].text is required: the prompt, as a user message's text",
+            "input.messages[0].content[0].text",
+        )
+
+
+@dataclass
+class GenerationSpec:
+    """One generation, whatever shape it came in."""
+
+    model: str | None
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 0  # 0 = the backend's default
+    height: int = 0
+    n: int = 1
+    response_format: str = "url"
+    num_inference_steps: int = 0
+    true_cfg_scale: float | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    prompt_extend: bool | None = None
+    watermark: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    param_prefix: str = ""  # where the knobs sit in the request ("parameters." for DashScope)
+
+
+def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> GenerationSpec:
+    if not prompt.strip():
+        raise invalid("prompt must not be empty: describe the image to make", "prompt")
+    width, height = resolve_size(knobs.size, knobs.width, knobs.height, knobs.aspect_ratio, prefix)
+    return GenerationSpec(
+        model=model,
+        prompt=prompt,
+        negative_prompt=knobs.negative_prompt or "",
+        width=width,
+        height=height,
+        n=knobs.n,
+        response_format=knobs.response_format,
+        num_inference_steps=knobs.num_inference_steps or 0,
+        true_cfg_scale=knobs.true_cfg_scale,
+        guidance_scale=knobs.guidance_scale,
+        seed=knobs.seed,
+        prompt_extend=knobs.prompt_extend,
+        watermark=knobs.watermark,
+        param_prefix=prefix,
+    )
+
+
+def openai_spec(request: OpenAIImageRequest) -> GenerationSpec:
+    return _spec(request.model, request.prompt, request, "")
+
+
+def dashscope_spec(request: DashScopeImageRequest) -> GenerationSpec:
+    params = request.parameters
+    if request.input.negative_prompt and not params.negative_prompt:
+        params = params.model_copy(update={"negative_prompt": request.input.negative_prompt})
+    spec = _spec(request.model, request.prompt(), params, "parameters.")
+    # Seed 002's guidance_scale ("text guidance strength, 3.0-6.0") is Qwen-Image's true CFG
+    # scale; the proto's guidance_scale is for guidance-distilled checkpoints only.
+    if spec.true_cfg_scale is None and spec.guidance_scale is not None:
+        spec.true_cfg_scale, spec.guidance_scale = spec.guidance_scale, None
+    return spec
+
+
+class OpenAIImage(BaseModel):
+    url: str | None = None
+    b64_json: str | None = None
+    revised_prompt: str | None = None
+    seed: int | None = None
+
+
+class ImageUsage(BaseModel):
+    width: int
+    height: int
+    image_count: int
+
+
+class OpenAIImagesResponse(BaseModel):
+    """What an OpenAI-shaped request gets (the envelope's fields first)."""
+
+    code: int = 0
+    message: str = "success"
+    created: int
+    request_id: str
+    model: str
+    data: list[OpenAIImage]
+    usage: ImageUsage
+
+
+class DashScopeImagesResponse(BaseModel):
+    """What a DashScope-shaped request gets: output.choices[].message.content[].image|b64_json."""
+
+    code: int = 0
+    message: str = "success"
+    created: int
+    request_id: str
+    output: dict[str, Any]
+    usage: ImageUsage
+
+
+def openai_answer(outcome: Outcome) -> dict[str, Any]:
+    data = []
+    for image in outcome.images:
+        item: dict[str, Any] = image.openai()
+        if outcome.revised_prompt:
+            item["revised_prompt"] = outcome.revised_prompt
+        if image.seed:
+            item["seed"] = image.seed
+        data.append(item)
+    body: dict[str, Any] = {"model": outcome.model, "data": data, "usage": _usage(outcome)}
+    if outcome.warnings:
+        body["warnings"] = outcome.warnings
+    return success(body, outcome.created)
+
+
+def dashscope_answer(outcome: Outcome) -> dict[str, Any]:
+    choices = [
+        {
+            "finish_reason": "stop",
+            "message": {
+                "role": "assistant",
+                "content": [
+                    {"image": image.url} if image.url is not None else {"b64_json": image.b64_json}
+                ],
+            },
+        }
+        for image in outcome.images
+    ]
+    output: dict[str, Any] = {
+        "choices": choices,
+        "task_metric": {
+            "TOTAL": len(outcome.images) + len(outcome.warnings),
+            "SUCCEEDED": len(outcome.images),
+            "FAILED": len(outcome.warnings),
+        },
+    }
+    if outcome.revised_prompt:
+        output["actual_prompt"] = outcome.revised_prompt
+    return success({"output": output, "usage": _usage(outcome)}, outcome.created)
+
+
+def _usage(outcome: Outcome) -> dict[str, int]:
+    return {"width": outcome.width, "height": outcome.height, "image_count": len(outcome.images)}

@@ -1,0 +1,166 @@
+"""Text to image, whatever the request's shape: route by model, call the backend, deliver.
+
+Local models (qwen_image) get a GenerateRequest; hosted models get Providers.GenerateImages. With
+`prompt_extend`, a local model's prompt is first polished by Providers.RewritePrompt (seed 002);
+when that service or its chat model is not available the prompt is used as given (the rewrite
+is an improvement, never a reason to fail a generation). Plain class: testable without HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from imagemesh.v1 import common_pb2, providers_pb2, qwen_image_pb2
+
+from services.gateway.catalog import Catalog, Entry
+from services.gateway.clients import Backends
+from services.gateway.delivery import Delivered, Delivery
+from services.gateway.errors import ApiError, invalid
+from services.gateway.images.protocol import GenerationSpec
+from services.gateway.settings import GatewaySettings
+from services.gateway.sizes import require_multiple_of_16
+
+log = logging.getLogger("imagemesh.gateway.images")
+
+
+@dataclass
+class Outcome:
+    """Images made for one request, delivered as the client asked."""
+
+    model: str
+    images: list[Delivered]
+    width: int
+    height: int
+    created: int = field(default_factory=lambda: int(time.time()))
+    revised_prompt: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_count(n: int, entry: Entry, prefix: str = "") -> None:
+    if n > entry.max_images:
+        raise invalid(
+            f"{prefix}n must be between 1 and {entry.max_images} for {entry.name} (got {n})",
+            f"{prefix}n",
+        )
+
+
+def first_size(images: list[common_pb2.Image], width: int, height: int) -> tuple[int, int]:
+    if images and images[0].width and images[0].height:
+        return images[0].width, images[0].height
+    return width, height
+
+
+class ImageGenerationService:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        catalog: Catalog,
+        backends: Backends,
+        delivery: Delivery,
+    ) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._backends = backends
+        self._delivery = delivery
+
+    async def generate(self, spec: GenerationSpec) -> Outcome:
+        entry = self._catalog.resolve(spec.model, "image")
+        check_count(spec.n, entry, spec.param_prefix)
+        revised: str | None = None
+        warnings: list[str] = []
+        if entry.local:
+            require_multiple_of_16(spec.width, spec.height, entry.name, spec.param_prefix)
+            revised = await self._extend(spec)
+            result = await self._backends.unary(
+                entry.backend,
+                self._backends.qwen_image.Generate,
+                self._local_request(spec, revised or spec.prompt),
+                deadline=self._settings.generate_deadline_seconds,
+                what=entry.name,
+            )
+            images = list(result.images)
+        else:
+            response = await self._backends.unary(
+                "providers",
+                self._backends.providers.GenerateImages,
+                self._hosted_request(entry, spec),
+                deadline=self._settings.generate_deadline_seconds,
+                what=entry.name,
+            )
+            images = [image for group in response.results for image in group.images]
+            revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
+            warnings = list(response.warnings)
+        if not images:
+            detail = f": {'; '.join(warnings)}" if warnings else ""
+            raise ApiError(502, f"{entry.name} returned no images{detail}")
+        delivered = await self._delivery.deliver(images, spec.response_format)
+        width, height = first_size(images, spec.width, spec.height)
+        return Outcome(
+            entry.name, delivered, width, height, revised_prompt=revised, warnings=warnings
+        )
+
+    async def _extend(self, spec: GenerationSpec) -> str | None:
+        wanted = spec.prompt_extend
+        if wanted is None:
+            wanted = self._settings.prompt_extend_default
+        if not wanted:
+            return None
+        try:
+            answer = await self._backends.unary(
+                "providers",
+                self._backends.providers.RewritePrompt,
+                providers_pb2.RewritePromptRequest(
+                    prompt=spec.prompt, model=self._settings.prompt_extend_model
+                ),
+                deadline=self._settings.prompt_extend_deadline_seconds,
+                what="prompt rewrite",
+            )
+        except ApiError as exc:
+            log.warning("prompt_extend skipped, prompt used as given: %s", exc.message)
+            return None
+        if not answer.rewritten:
+            log.info("prompt_extend skipped, prompt used as given: %s", answer.reason)
+            return None
+        return str(answer.actual_prompt)
+
+    @staticmethod
+    def _local_request(spec: GenerationSpec, prompt: str) -> qwen_image_pb2.GenerateRequest:
+        request = qwen_image_pb2.GenerateRequest(
+            prompt=prompt,
+            negative_prompt=spec.negative_prompt,
+            width=spec.width,
+            height=spec.height,
+            num_inference_steps=spec.num_inference_steps,
+            num_images=spec.n,
+        )
+        if spec.true_cfg_scale is not None:
+            request.true_cfg_scale = spec.true_cfg_scale
+        if spec.guidance_scale is not None:
+            request.guidance_scale = spec.guidance_scale
+        if spec.seed is not None:
+            request.seed = spec.seed
+        return request
+
+    def _hosted_request(
+        self, entry: Entry, spec: GenerationSpec
+    ) -> providers_pb2.ProviderImageRequest:
+        extend = spec.prompt_extend
+        request = providers_pb2.ProviderImageRequest(
+            model=entry.name,
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            width=spec.width,
+            height=spec.height,
+            n=spec.n,
+            num_inference_steps=spec.num_inference_steps,
+            prompt_extend=self._settings.prompt_extend_default if extend is None else extend,
+            watermark=spec.watermark,
+        )
+        if spec.seed is not None:
+            request.seed = spec.seed
+        guidance = spec.guidance_scale if spec.guidance_scale is not None else spec.true_cfg_scale
+        if guidance is not None:
+            request.guidance_scale = guidance
+        return request

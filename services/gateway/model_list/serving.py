@@ -1,0 +1,64 @@
+"""GET /v1/models: the catalogue, with readiness per model.
+
+A local model is ready when its server's gRPC health answers SERVING; a hosted one when the
+providers service lists it as ready (its key configured). Each item carries both the seed-004
+fields (`model`, `url`: where to call it) and OpenAI's (`id`, `object`, `owned_by`, `created`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from services.gateway.catalog import ENDPOINTS, Catalog
+from services.gateway.clients import Backends
+from services.gateway.settings import GatewaySettings
+
+# When the gateway started: OpenAI's `created` of a model (ours are configured, not trained).
+_STARTED = int(time.time())
+
+
+class ModelListService:
+    def __init__(self, settings: GatewaySettings, catalog: Catalog, backends: Backends) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._backends = backends
+
+    async def list(self, base_url: str) -> dict[str, Any]:
+        local = sorted({e.backend for e in self._catalog.entries if e.local})
+        healths, hosted = await asyncio.gather(
+            self._backends.healths(local), self._backends.provider_models()
+        )
+        base = (self._settings.public_base_url or base_url).rstrip("/")
+        data = []
+        for entry in self._catalog.entries:
+            if entry.local:
+                status = healths.get(entry.backend, "UNREACHABLE")
+                ready, reason = status == "SERVING", f"{entry.backend} server is {status}"
+            else:
+                found = hosted.get(entry.name)
+                if found is None:
+                    ready = False
+                    reason = (
+                        "providers service is not answering"
+                        if not hosted
+                        else f"the providers service does not serve {entry.name}"
+                    )
+                else:
+                    ready, reason = found.ready, found.reason
+            item: dict[str, Any] = {
+                "id": entry.name,
+                "object": "model",
+                "created": _STARTED,
+                "owned_by": entry.owned_by,
+                "model": entry.name,
+                "url": base + ENDPOINTS[entry.kinds[0]],
+                "endpoints": [base + ENDPOINTS[k] for k in entry.kinds],
+                "backend": entry.backend,
+                "ready": ready,
+            }
+            if not ready:
+                item["reason"] = reason
+            data.append(item)
+        return {"object": "list", "project": self._settings.project, "data": data}

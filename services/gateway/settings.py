@@ -1,0 +1,111 @@
+"""The gateway's settings, read from `GATEWAY_*` environment variables.
+
+Loopback defaults match `make run`: the gateway on 127.0.0.1:8000 and every backend on its planned
+port. `__main__` builds one `GatewaySettings` and passes it down; tests build their own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from services.common.settings import MIB
+
+DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
+
+# Backend names the catalogue may route to; each has a target and a deadline below.
+LOCAL_BACKENDS = ("qwen_image", "qwen_edit", "storage", "providers")
+
+
+def _split(value: object) -> object:
+    """`a,b,c` from the environment; a JSON list works too (pydantic parses it)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # The name `/v1/models` answers as `project` (seed 004).
+    project: str = "imagemesh"
+    # Base URL clients reach the gateway at, for `data[].url` in /v1/models; empty = from the request.
+    public_base_url: str = ""
+    catalog_path: Path = DEFAULT_CATALOG
+
+    qwen_image_target: str = "127.0.0.1:50051"
+    qwen_edit_target: str = "127.0.0.1:50052"
+    providers_target: str = "127.0.0.1:50053"
+    storage_target: str = "127.0.0.1:50054"
+    # gRPC message cap on the gateway's channels (n=4 large PNGs pass 4 MB easily).
+    max_message_bytes: int = Field(default=64 * MIB, ge=4 * MIB)
+
+    # Deadlines of each call, seconds. Generation on CPU at 1328x1328 takes tens of seconds.
+    generate_deadline_seconds: float = Field(default=300.0, gt=0)
+    edit_deadline_seconds: float = Field(default=300.0, gt=0)
+    chat_deadline_seconds: float = Field(default=120.0, gt=0)
+    storage_deadline_seconds: float = Field(default=30.0, gt=0)
+    health_deadline_seconds: float = Field(default=1.0, gt=0)
+    # Retry-After (seconds) on a 429 when the backend gave no hint of its own.
+    retry_after_seconds: int = Field(default=2, ge=1)
+
+    # Whole request body, checked from Content-Length and while reading: 413 past it.
+    max_body_bytes: int = Field(default=25 * MIB, ge=1024)
+    # One input image (decoded), whether uploaded, inlined as base64 or fetched by URL.
+    max_image_bytes: int = Field(default=20 * MIB, ge=1024)
+    fetch_timeout_seconds: float = Field(default=15.0, gt=0)
+    fetch_max_redirects: int = Field(default=5, ge=0)
+    # Image URLs that resolve to loopback, private, link-local or reserved addresses are refused
+    # (the storage service's Fetch rules) unless in one of these networks, e.g. 127.0.0.0/8.
+    fetch_allow_networks: Annotated[list[IPNetwork], NoDecode] = []
+    # Links that point into our own bucket (the part before the object key): read via Storage.Get.
+    storage_link_prefixes: CsvList = Field(
+        default_factory=lambda: ["http://127.0.0.1:9000/imagemesh/"]
+    )
+
+    # Bearer keys; empty = no auth. Never logged.
+    api_keys: CsvList = Field(default_factory=list, repr=False)
+    cors_origins: CsvList = Field(default_factory=list)
+
+    # Backends /readyz requires SERVING (the model servers and storage by default).
+    ready_backends: CsvList = Field(default_factory=lambda: ["qwen_image", "qwen_edit", "storage"])
+    # DashScope `prompt_extend` when the request does not say; the rewrite costs a hosted chat call.
+    prompt_extend_default: bool = False
+    prompt_extend_model: str = "qwen-plus"
+    prompt_extend_deadline_seconds: float = Field(default=30.0, gt=0)
+
+    log_level: str = "INFO"
+
+    _split_lists = field_validator(
+        "fetch_allow_networks",
+        "storage_link_prefixes",
+        "api_keys",
+        "cors_origins",
+        "ready_backends",
+        mode="before",
+    )(_split)
+
+    @field_validator("ready_backends")
+    @classmethod
+    def _known_backends(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(LOCAL_BACKENDS))
+        if unknown:
+            raise ValueError(f"unknown backends {unknown}; choose from {list(LOCAL_BACKENDS)}")
+        return value
+
+    def target(self, backend: str) -> str:
+        return str(getattr(self, f"{backend}_target"))
