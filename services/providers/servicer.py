@@ -1,0 +1,71 @@
+"""The Providers gRPC servicer: proto in, plain types to the adapter, proto out.
+
+Each call runs under the caller's deadline (`context.time_remaining()`), which bounds upstream
+requests, retries and task polls. A rate-limited call also sends `retry-after` (seconds) in the
+trailing metadata when the provider said how long to wait.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import grpc
+from imagemesh.v1 import providers_pb2, providers_pb2_grpc
+
+from services.providers import convert
+from services.providers.deadline import deadline_in
+from services.providers.registry import Registry
+from services.providers.rewrite import PromptRewriter
+from services.providers.upstream import RateLimited
+
+
+@contextmanager
+def _call_scope(context: grpc.aio.ServicerContext) -> Iterator[None]:
+    with deadline_in(context.time_remaining()):
+        try:
+            yield
+        except RateLimited as exc:
+            if exc.retry_after is not None:
+                seconds = str(max(1, math.ceil(exc.retry_after)))
+                context.set_trailing_metadata((("retry-after", seconds),))
+            raise
+
+
+class ProvidersServicer(providers_pb2_grpc.ProvidersServicer):
+    def __init__(self, registry: Registry, rewriter: PromptRewriter) -> None:
+        self._registry = registry
+        self._rewriter = rewriter
+
+    async def Chat(self, request, context):  # noqa: N802 - gRPC method names
+        with _call_scope(context):
+            adapter = self._registry.ready_adapter_for(request.model, "chat")
+            result = await adapter.chat(convert.chat_spec(request))
+        return convert.chat_response(result)
+
+    async def ChatStream(self, request, context) -> AsyncIterator[providers_pb2.ChatChunk]:  # noqa: N802
+        with _call_scope(context):
+            adapter = self._registry.ready_adapter_for(request.model, "chat_stream")
+            async for delta in adapter.chat_stream(convert.chat_spec(request)):
+                yield convert.chat_chunk(delta)
+
+    async def GenerateImages(self, request, context):  # noqa: N802
+        with _call_scope(context):
+            adapter = self._registry.ready_adapter_for(request.model, "generate")
+            result = await adapter.generate(convert.image_spec(request))
+        return convert.images_response(result)
+
+    async def EditImages(self, request, context):  # noqa: N802
+        with _call_scope(context):
+            adapter = self._registry.ready_adapter_for(request.model, "edit")
+            result = await adapter.edit(convert.edit_spec(request))
+        return convert.images_response(result)
+
+    async def ListModels(self, request, context):  # noqa: N802
+        return convert.models_response(self._registry.models())
+
+    async def RewritePrompt(self, request, context):  # noqa: N802
+        with deadline_in(context.time_remaining()):
+            rewrite = await self._rewriter.rewrite(request.prompt, request.model)
+        return convert.rewrite_response(rewrite)

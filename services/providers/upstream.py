@@ -1,0 +1,284 @@
+"""HTTP to a hosted provider: one pooled client per provider, retries, and error mapping.
+
+Every adapter (plug-ins too) talks to its provider through an `Upstream`: it owns an
+`httpx.AsyncClient` (base URL, auth headers, connection pool), bounds each request by the
+provider timeout and the caller's deadline, retries transient failures with `tenacity` (5xx,
+408, timeouts, refused connections, and a 429 whose Retry-After is short) honouring Retry-After,
+and turns whatever failed into a `ServiceError` a person can act on:
+
+| upstream | status |
+|---|---|
+| 400 / 404 / 413 / 422 | INVALID_ARGUMENT with the provider's message |
+| 401 | FAILED_PRECONDITION "OPENAI_API_KEY rejected by OpenAI: ..." |
+| 403 | FAILED_PRECONDITION (region, plan or model not enabled) |
+| 429 | RESOURCE_EXHAUSTED (retry_after set) |
+| 408 / 5xx / timeout / connection refused | UNAVAILABLE |
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from services.common.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    ProviderFailed,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
+from services.providers import deadline
+from services.providers.settings import ProvidersSettings
+
+log = logging.getLogger("imagemesh.providers.upstream")
+
+T = TypeVar("T")
+
+
+class Transient(Unavailable):
+    """A failure worth another attempt (5xx, timeout, refused connection)."""
+
+
+class RateLimited(ResourceExhausted):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Retry-After (seconds or HTTP date), or OpenAI's retry-after-ms; None when absent."""
+    if value := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def error_fields(body: bytes) -> tuple[str, str]:
+    """(message, code) from any of the providers' error bodies; empty strings when unknown.
+
+    OpenAI and compatible modes: {"error": {message, code}}; DashScope native:
+    {code, message}; LiblibAI: {code, msg}.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8", "replace").strip()
+        return text[:300], ""
+    if not isinstance(data, dict):
+        return str(data)[:300], ""
+    err = data.get("error")
+    if isinstance(err, dict):
+        return str(err.get("message") or "").strip(), str(err.get("code") or err.get("type") or "")
+    if isinstance(err, str):
+        return err.strip(), ""
+    message = data.get("message") or data.get("msg") or ""
+    return str(message).strip(), str(data.get("code") or "")
+
+
+class Upstream:
+    """One provider's HTTP client. `label` names it in messages ("OpenAI"); `key_env` is the
+    variable to blame when the key is rejected ("OPENAI_API_KEY")."""
+
+    def __init__(
+        self,
+        settings: ProvidersSettings,
+        *,
+        label: str,
+        base_url: str,
+        key_env: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.label = label
+        self.base_url = base_url
+        self.key_env = key_env
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=dict(headers or {}),
+            timeout=httpx.Timeout(
+                settings.request_timeout_seconds, connect=settings.connect_timeout_seconds
+            ),
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+            ),
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def timeout(self) -> httpx.Timeout:
+        total = deadline.budget(self.settings.request_timeout_seconds, self.label)
+        return httpx.Timeout(total, connect=min(total, self.settings.connect_timeout_seconds))
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def error_for(
+        self, status: int, message: str, code: str = "", retry_after: float | None = None
+    ) -> ServiceError:
+        """The ServiceError for an upstream answer with this HTTP status and error body."""
+        detail = message or f"HTTP {status}"
+        if code and code.lower() not in detail.lower():
+            detail = f"{detail} ({code})"
+        if status == 401:
+            return FailedPrecondition(f"{self.key_env} rejected by {self.label}: {detail}")
+        if status == 403:
+            return FailedPrecondition(f"{self.label} refused the request: {detail}")
+        if status == 429:
+            hint = f"; retry after {retry_after:.0f} s" if retry_after else ""
+            return RateLimited(f"{self.label} rate limit: {detail}{hint}", retry_after)
+        if status == 408 or status >= 500:
+            return Transient(f"{self.label} is unavailable (HTTP {status}): {detail}")
+        if 400 <= status < 500:
+            return InvalidArgument(f"{self.label} rejected the request: {detail}")
+        return ProviderFailed(f"{self.label} answered HTTP {status}: {detail}")
+
+    def response_error(self, response: httpx.Response) -> ServiceError:
+        message, code = error_fields(response.content)
+        return self.error_for(
+            response.status_code, message, code, retry_after_seconds(response.headers)
+        )
+
+    def transport_error(self, exc: httpx.TransportError) -> ServiceError:
+        if isinstance(exc, httpx.TimeoutException):
+            left = deadline.remaining()
+            if left is not None and left <= 0.05:
+                return DeadlineExceeded(f"deadline passed while waiting for {self.label}")
+            return Transient(f"{self.label} did not answer in time ({type(exc).__name__})")
+        if isinstance(exc, httpx.ConnectError):
+            return Transient(f"cannot reach {self.label} at {self.base_url}: {exc}")
+        return Transient(f"{self.label} connection failed: {type(exc).__name__}: {exc}")
+
+    # -- retries -------------------------------------------------------------------------------
+
+    def _retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, Transient):
+            return True
+        if isinstance(exc, RateLimited):
+            wait = exc.retry_after
+            return wait is not None and wait <= self.settings.max_retry_after_seconds
+        return False
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            return exc.retry_after
+        base = self.settings.retry_backoff_seconds * 2 ** (state.attempt_number - 1)
+        return base * (0.5 + random.random() / 2)
+
+    def _stop(self, state: RetryCallState) -> bool:
+        if state.attempt_number >= self.settings.max_attempts:
+            return True
+        left = deadline.remaining()
+        # Another attempt only when it can still finish: its sleep plus a little time to answer.
+        return left is not None and left < state.upcoming_sleep + 0.2
+
+    async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Runs `attempt` until it succeeds, fails for good, or the deadline forbids another."""
+        retrier = AsyncRetrying(
+            retry=retry_if_exception(self._retryable),
+            wait=self._wait,
+            stop=self._stop,
+            reraise=True,
+            before_sleep=lambda s: log.warning(
+                "%s attempt %d failed (%s); retrying in %.2f s",
+                self.label,
+                s.attempt_number,
+                s.outcome.exception() if s.outcome else "?",
+                s.upcoming_sleep,
+            ),
+        )
+        return await retrier(attempt)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
+        try:
+            response = await self.client.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            raise self.transport_error(exc) from exc
+        if response.status_code >= 400:
+            try:
+                await response.aread()
+            except httpx.TransportError as exc:
+                raise self.transport_error(exc) from exc
+            finally:
+                await response.aclose()
+            raise self.response_error(response)
+        return response
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """A complete (read) 2xx response, after retries; ServiceError otherwise."""
+
+        async def attempt() -> httpx.Response:
+            request = self.client.build_request(method, url, timeout=self.timeout(), **kwargs)
+            return await self.send(request)
+
+        return await self.retrying(attempt)
+
+    async def json(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        """The JSON object of a 2xx response."""
+        return self.parse_json(await self.request(method, url, **kwargs))
+
+    def parse_json(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise ProviderFailed(
+                f"{self.label} answered something that is not JSON: {response.text[:200]!r}"
+            ) from exc
+        if not isinstance(data, dict):
+            raise ProviderFailed(f"{self.label} answered unexpected JSON: {str(data)[:200]}")
+        return data
+
+    async def open_stream(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """A 2xx response whose body is still to be read (retried until the first byte);
+        the caller closes it. Each read waits at most the request timeout."""
+
+        async def attempt() -> httpx.Response:
+            request = self.client.build_request(method, url, timeout=self.timeout(), **kwargs)
+            return await self.send(request, stream=True)
+
+        return await self.retrying(attempt)
+
+
+class UpstreamPool:
+    """The upstreams of one server, one per provider, shared by that provider's adapters."""
+
+    def __init__(self, settings: ProvidersSettings) -> None:
+        self.settings = settings
+        self._by_name: dict[str, Upstream] = {}
+
+    def get(self, name: str, factory: Callable[[], Upstream]) -> Upstream:
+        if name not in self._by_name:
+            self._by_name[name] = factory()
+        return self._by_name[name]
+
+    async def aclose(self) -> None:
+        for upstream in self._by_name.values():
+            await upstream.aclose()
+        self._by_name.clear()
