@@ -12,7 +12,7 @@ MODELS_STAMP := models/.stamp
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: setup run test lint typecheck bench deploy-check images push-images protos models clean
+.PHONY: setup postgres run test lint typecheck bench deploy-check images push-images protos models clean
 
 setup: $(VENV_STAMP) $(GEN_STAMP) $(MODELS_STAMP)
 
@@ -44,7 +44,13 @@ run: setup
 	mkdir -p run
 	$(PY) -m supervisor.supervisord -n -c deploy/local/supervisord.conf
 
-test: setup
+# The task tests run a real PostgreSQL server in a temp folder: Debian's server binaries, installed
+# only when none is found (Debian keeps them in /usr/lib/postgresql/<version>/bin, off PATH).
+postgres:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
+
+test: setup postgres
 	$(PY) -m pytest -q
 
 bench: setup
