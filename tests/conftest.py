@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.support.ports import free_port
+from tests.support.postgres import PostgresServer
 from tests.support.processes import ROOT, ServiceProcess, port_open
 
 
@@ -58,3 +59,11 @@ def s3_server() -> Iterator[S3Server]:
     server = start_s3()
     yield server
     server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (Debian's binaries, `make postgres`) in a temp folder on loopback."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
