@@ -29,6 +29,10 @@ class Delivered:
     width: int = 0
     height: int = 0
     seed: int = 0
+    # Where a `url` image lies in our bucket, and when its presigned link expires (unix s, 0 =
+    # never): the task API deletes results by key and re-signs links that outlive their expiry.
+    key: str = ""
+    url_expires_at: int = 0
 
     def openai(self) -> dict[str, str]:
         return {"url": self.url} if self.url is not None else {"b64_json": self.b64_json or ""}
@@ -73,4 +77,11 @@ class Delivery:
             deadline=self._settings.storage_deadline_seconds,
             what="storage",
         )
-        return Delivered(url=stored.url, width=image.width, height=image.height, seed=image.seed)
+        return Delivered(
+            url=stored.url,
+            width=image.width,
+            height=image.height,
+            seed=image.seed,
+            key=stored.key,
+            url_expires_at=stored.url_expires_at,
+        )
