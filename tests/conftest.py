@@ -12,6 +12,10 @@ from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer
 from tests.support.processes import ROOT, ServiceProcess, port_open
 
+# Fake hosted providers (OpenAI, DashScope, LiblibAI): session fixtures `openai_fake`,
+# `dashscope_fake`, `liblib_fake`, `provider_fakes`.
+pytest_plugins = ["tests.fakes.fixtures"]
+
 
 @dataclass
 class S3Server:
