@@ -1,0 +1,255 @@
+"""One pipeline, many callers: a bounded queue in front of a single worker thread.
+
+A model server owns one pipeline, and a diffusion pipeline is neither thread-safe nor faster when
+two calls share the device, so jobs run one at a time in a dedicated thread, off the event loop.
+Callers wait in a FIFO queue of bounded length; a caller that would make it longer gets
+RESOURCE_EXHAUSTED at once ("queue full: N waiting"), never a hang.
+
+A caller that goes away (client cancel, deadline passed: gRPC cancels the handler task) is dropped
+from the queue; if its job is already running, the job's step function raises `JobCancelled` at
+the next denoising step, so the device is not spent on answers nobody reads, and the next caller
+starts.
+
+    queue = JobQueue("qwen_image", max_waiting=8)
+    job = queue.submit(lambda step: pipe(..., callback_on_step_end=...), total_steps=30)
+    images = await queue.result(job)          # or: async for event in queue.events(job)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from prometheus_client import Counter, Gauge
+
+from services.common.errors import ResourceExhausted
+
+log = logging.getLogger("imagemesh.jobs")
+
+T = TypeVar("T")
+
+WAITING = Gauge("imagemesh_model_queue_waiting", "Jobs waiting for the pipeline", ["queue"])
+STEPS = Counter("imagemesh_model_steps", "Denoising steps run", ["queue"])
+JOBS = Counter("imagemesh_model_jobs", "Jobs by outcome", ["queue", "outcome"])
+
+
+class JobCancelled(Exception):
+    """Raised inside the pipeline (from the step callback) when the job's caller is gone."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int  # denoising steps done (0 while queued or starting)
+    total_steps: int
+    queue_position: int  # jobs ahead of this one; 0 = running now
+
+
+StepFn = Callable[[int], None]
+StepHook = Callable[["Job[Any]", int], None]
+_DONE = object()
+
+
+class Job(Generic[T]):
+    """One call's work: `work(step)` runs in the worker thread and calls `step(i)` after step i."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        work: Callable[[StepFn], T],
+        total_steps: int,
+        streaming: bool,
+    ) -> None:
+        self._queue = queue
+        self._work = work
+        self._context = contextvars.copy_context()  # the request id follows the job
+        self.total_steps = total_steps
+        self.steps_done = 0
+        self.cancelled = threading.Event()
+        self.future: asyncio.Future[T] = queue.loop.create_future()
+        self.updates: asyncio.Queue[Any] | None = asyncio.Queue() if streaming else None
+        self._last: Progress | None = None
+
+    def post(self, progress: Progress) -> None:
+        """Queues a progress event for a streaming caller (event loop thread only); an event
+        equal to the previous one (same position, same step) is not repeated."""
+        if self.updates is not None and progress != self._last:
+            self._last = progress
+            self.updates.put_nowait(progress)
+
+    def step(self, index: int) -> None:
+        """Called by the pipeline after step `index` (1-based), in the worker thread."""
+        self.steps_done = index
+        STEPS.labels(self._queue.name).inc()
+        if self._queue.step_hook is not None:
+            self._queue.step_hook(self, index)
+        if self.cancelled.is_set():
+            raise JobCancelled()
+        if self.updates is not None:
+            self._queue.loop.call_soon_threadsafe(self.post, Progress(index, self.total_steps, 0))
+
+    def run(self) -> T:
+        """Runs the work in the worker thread, in the submitting call's context."""
+        if self.cancelled.is_set():
+            raise JobCancelled()
+        return self._context.run(self._work, self.step)
+
+
+class JobQueue:
+    """FIFO of at most `max_waiting` jobs in front of one worker thread."""
+
+    def __init__(self, name: str, max_waiting: int, step_hook: StepHook | None = None) -> None:
+        self.name = name
+        self.max_waiting = max_waiting
+        self.step_hook = step_hook  # tests observe (or hold) steps through it
+        self._waiting: deque[Job[Any]] = deque()
+        self._running: Job[Any] | None = None
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pipeline")
+        self._worker: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> Job[Any] | None:
+        return self._running
+
+    def submit(
+        self, work: Callable[[StepFn], T], total_steps: int, streaming: bool = False
+    ) -> Job[T]:
+        """Queues a job, or raises `ResourceExhausted` when `max_waiting` jobs already wait."""
+        self.loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done():
+            self._worker = self.loop.create_task(self._work(), name=f"{self.name}-worker")
+        busy = self._running is not None or bool(self._waiting)
+        if busy and len(self._waiting) >= self.max_waiting:
+            JOBS.labels(self.name, "rejected").inc()
+            raise ResourceExhausted(
+                f"queue full: {len(self._waiting)} waiting; retry later (with backoff)"
+            )
+        job: Job[T] = Job(self, work, total_steps, streaming)
+        job.post(Progress(0, total_steps, self._position(len(self._waiting))))
+        self._waiting.append(job)
+        WAITING.labels(self.name).set(len(self._waiting))
+        self._wake.set()
+        return job
+
+    def _position(self, index: int) -> int:
+        return index + (1 if self._running is not None else 0)
+
+    def cancel(self, job: Job[Any]) -> None:
+        """The caller is gone: drop the job if it waits, stop it at its next step if it runs."""
+        if job.future.done() and not job.future.cancelled():
+            return
+        job.cancelled.set()
+        if job in self._waiting:
+            self._waiting.remove(job)
+            WAITING.labels(self.name).set(len(self._waiting))
+            JOBS.labels(self.name, "dropped").inc()
+            log.info("dropped a waiting job: its caller is gone")
+            self._announce_positions()
+        elif job is self._running:
+            log.info("stopping the running job at its next step: its caller is gone")
+
+    async def result(self, job: Job[T]) -> T:
+        """Waits for the job's result; cancelling the waiter cancels the job."""
+        try:
+            return await asyncio.shield(job.future)
+        except asyncio.CancelledError:
+            self.cancel(job)
+            raise
+
+    async def events(self, job: Job[T]) -> AsyncIterator[Progress | T]:
+        """Yields the job's progress events, then its result (or raises its error)."""
+        assert job.updates is not None, "submit(..., streaming=True) for events()"
+        try:
+            while True:
+                event = await job.updates.get()
+                if event is _DONE:
+                    break
+                yield event
+            yield await asyncio.shield(job.future)
+        finally:
+            if not job.future.done():
+                self.cancel(job)
+
+    def _announce_positions(self) -> None:
+        for index, waiting in enumerate(self._waiting):
+            waiting.post(Progress(0, waiting.total_steps, self._position(index)))
+
+    async def _work(self) -> None:
+        while True:
+            while not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+            job = self._waiting.popleft()
+            WAITING.labels(self.name).set(len(self._waiting))
+            if job.cancelled.is_set():
+                continue
+            self._running = job
+            job.post(Progress(0, job.total_steps, 0))
+            self._announce_positions()
+            try:
+                result = await asyncio.shield(self.loop.run_in_executor(self._executor, job.run))
+            except JobCancelled:
+                JOBS.labels(self.name, "cancelled").inc()
+                log.info("job stopped after %d of %d steps", job.steps_done, job.total_steps)
+                _settle(job, exc=asyncio.CancelledError())
+            except asyncio.CancelledError:
+                job.cancelled.set()  # the worker itself is stopping: so does the job
+                raise
+            except Exception as exc:
+                JOBS.labels(self.name, "failed").inc()
+                _settle(job, exc=exc)
+            else:
+                JOBS.labels(self.name, "done").inc()
+                _settle(job, result=result)
+            finally:
+                self._running = None
+
+    async def close(self) -> None:
+        """Cancels every job and stops the worker (the running job stops at its next step)."""
+        for job in list(self._waiting):
+            self.cancel(job)
+        if self._running is not None:
+            self._running.cancelled.set()
+        if self._worker is not None:
+            self._worker.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def step_callback(step: StepFn) -> Callable[..., dict[str, Any]]:
+    """A diffusers `callback_on_step_end` that reports step i + 1 to `step`.
+
+    An exception raised by `step` (`JobCancelled`) propagates out of the pipeline call: the
+    run stops before the next step, nothing more is decoded.
+    """
+
+    def on_step_end(
+        pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
+        step(index + 1)
+        return {}
+
+    return on_step_end
+
+
+def _settle(job: Job[Any], result: Any = None, exc: BaseException | None = None) -> None:
+    if not job.future.done():
+        if exc is None:
+            job.future.set_result(result)
+        elif isinstance(exc, asyncio.CancelledError):
+            job.future.cancel()
+        else:
+            job.future.set_exception(exc)
+    if job.updates is not None:
+        job.updates.put_nowait(_DONE)

@@ -1,0 +1,53 @@
+"""Model-server results and progress as imagemesh.v1 messages, and output formats from them."""
+
+from __future__ import annotations
+
+from imagemesh.v1 import common_pb2
+
+from services.modelserver.jobs import Progress
+from services.modelserver.runner import GenerationOutput
+
+_FORMAT_NAMES = {
+    common_pb2.OUTPUT_FORMAT_UNSPECIFIED: "png",
+    common_pb2.OUTPUT_FORMAT_PNG: "png",
+    common_pb2.OUTPUT_FORMAT_JPEG: "jpeg",
+    common_pb2.OUTPUT_FORMAT_WEBP: "webp",
+}
+
+
+def output_format_name(value: int) -> str:
+    """ "png", "jpeg", "webp"; an enum value this server does not know is passed on as its number,
+    which the request check rejects by name."""
+    return _FORMAT_NAMES.get(value, f"OutputFormat({value})")
+
+
+def result_to_proto(output: GenerationOutput) -> common_pb2.GenerationResult:
+    return common_pb2.GenerationResult(
+        images=[
+            common_pb2.Image(
+                data=image.data,
+                mime_type=image.mime_type,
+                width=image.width,
+                height=image.height,
+                seed=image.seed,
+            )
+            for image in output.images
+        ],
+        usage=common_pb2.Usage(
+            width=output.width, height=output.height, image_count=len(output.images)
+        ),
+        model=output.model,
+        elapsed_seconds=output.elapsed_seconds,
+    )
+
+
+def event_to_proto(event: Progress | GenerationOutput) -> common_pb2.GenerationEvent:
+    if isinstance(event, Progress):
+        return common_pb2.GenerationEvent(
+            progress=common_pb2.Progress(
+                step=event.step,
+                total_steps=event.total_steps,
+                queue_position=event.queue_position,
+            )
+        )
+    return common_pb2.GenerationEvent(result=result_to_proto(event))

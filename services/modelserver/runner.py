@@ -1,0 +1,79 @@
+"""Runs one model server's pipeline calls through its job queue and encodes what they make.
+
+`Runner` is what a model server's generator hands its pipeline work to: it queues the work
+(bounded, one at a time), times the pipeline run, and encodes the images in a separate thread, so
+the pipeline is free for the next caller while the last one's PNGs are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from services.modelserver.images import EncodedImage, encode_image
+from services.modelserver.jobs import JobQueue, Progress, StepFn, StepHook
+from services.modelserver.limits import Sampling
+from services.modelserver.settings import ModelServerSettings
+
+Work = Callable[[StepFn], list[Any]]  # runs the pipeline, returns PIL images
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    images: list[EncodedImage]
+    width: int
+    height: int
+    model: str
+    elapsed_seconds: float  # pipeline time, queue and encoding excluded
+
+
+class Runner:
+    def __init__(
+        self, name: str, settings: ModelServerSettings, step_hook: StepHook | None = None
+    ) -> None:
+        self.queue = JobQueue(name, settings.max_queue, step_hook)
+        self.model = settings.model_name or settings.location
+
+    async def run(self, work: Work, sampling: Sampling) -> GenerationOutput:
+        job = self.queue.submit(_timed(work), sampling.steps)
+        images, elapsed = await self.queue.result(job)
+        return await self._encode(images, elapsed, sampling)
+
+    async def stream(
+        self, work: Work, sampling: Sampling
+    ) -> AsyncIterator[Progress | GenerationOutput]:
+        """Queue position, each step, then the output."""
+        job = self.queue.submit(_timed(work), sampling.steps, streaming=True)
+        async for event in self.queue.events(job):
+            if isinstance(event, Progress):
+                yield event
+            else:
+                images, elapsed = event
+                yield await self._encode(images, elapsed, sampling)
+
+    async def _encode(
+        self, images: list[Any], elapsed: float, sampling: Sampling
+    ) -> GenerationOutput:
+        encoded = await asyncio.to_thread(
+            lambda: [
+                encode_image(image, sampling.output_format, sampling.seed + index)
+                for index, image in enumerate(images)
+            ]
+        )
+        first = encoded[0]
+        return GenerationOutput(encoded, first.width, first.height, self.model, elapsed)
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+
+def _timed(work: Work) -> Callable[[StepFn], tuple[list[Any], float]]:
+    def run(step: StepFn) -> tuple[list[Any], float]:
+        started = time.perf_counter()
+        images = work(step)
+        return images, time.perf_counter() - started
+
+    return run

@@ -1,0 +1,76 @@
+"""Starts a model server: listen at once (NOT_SERVING), load the pipeline, then SERVING.
+
+Loading real weights takes minutes, so the server listens first and the health service says
+NOT_SERVING meanwhile (calls get UNAVAILABLE); a load failure stops the process with a non-zero
+exit and a message naming the location. SIGTERM turns health NOT_SERVING, gives in-flight and
+queued calls the grace period, then stops the job queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from services.common.logs import configure_logging
+from services.common.server import MeshServer
+from services.modelserver.loader import PipelineLoadError
+from services.modelserver.settings import ModelServerSettings
+
+log = logging.getLogger("imagemesh.modelserver")
+
+
+class Loadable(Protocol):
+    async def load(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+Register = Callable[[grpc.aio.Server], None]
+
+
+@dataclass
+class ModelService:
+    server: MeshServer
+    generator: Loadable
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    async def close(self, grace: float | None = None) -> None:
+        await self.server.stop(grace)
+        await self.generator.close()
+
+
+async def start(
+    settings: ModelServerSettings, generator: Loadable, register: Register, service_name: str
+) -> ModelService:
+    """Listens, loads the pipeline, reports SERVING; raises `PipelineLoadError` (server stopped)."""
+    server = MeshServer(settings, [service_name])
+    register(server.grpc)
+    await server.start()
+    try:
+        await generator.load()
+    except BaseException:
+        await server.stop(0)
+        raise
+    await server.set_serving()
+    return ModelService(server, generator)
+
+
+async def serve(
+    settings: ModelServerSettings, generator: Loadable, register: Register, service_name: str
+) -> None:
+    """Serves until SIGTERM / SIGINT; exits non-zero naming the location if the load fails."""
+    configure_logging(settings.log_level)
+    try:
+        service = await start(settings, generator, register, service_name)
+    except PipelineLoadError as exc:
+        log.error("%s", exc)
+        raise SystemExit(f"{service_name}: {exc}") from exc
+    await service.server.wait_for_shutdown_signal()
+    await generator.close()

@@ -1,0 +1,45 @@
+"""Settings every model server has; `qwen_image` and `qwen_edit` subclass it with their prefix."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from services.common.settings import ServerSettings
+
+
+class ModelServerSettings(ServerSettings):
+    """Fields read from `<PREFIX>LOCATION`, `<PREFIX>MAX_QUEUE`, ... (prefix per server)."""
+
+    # A diffusers pipeline folder or a hub id such as Qwen/Qwen-Image (seed 003).
+    location: str = ""
+    # A diffusers class name overriding model_index.json's _class_name (e.g.
+    # QwenImageEditPlusPipeline for a checkpoint whose index names the plain edit pipeline).
+    pipeline_class: str = ""
+    # "cuda", "cuda:1", "cpu"; empty: CUDA when present, else CPU (bf16 on CUDA, fp32 on CPU).
+    device: str = ""
+    # Calls waiting behind the running one; one more gets RESOURCE_EXHAUSTED at once.
+    max_queue: int = Field(default=8, ge=0)
+    # Request limits. Sizes must be multiples of 16 (VAE factor 8 x 2x2 latent packing).
+    min_size: int = Field(default=64, ge=16)
+    max_size: int = Field(default=2048, ge=16)
+    # One step gives NaN (black) images with Qwen-Image's scheduler settings: 2 is the minimum.
+    min_steps: int = Field(default=2, ge=1)
+    max_steps: int = Field(default=100, ge=1)
+    max_images: int = Field(default=4, ge=1)  # seed 002: n is 1..4
+    max_prompt_chars: int = Field(default=8000, ge=1)
+    # Used when a request leaves the field at 0.
+    default_steps: int = Field(default=50, ge=1)
+    # Name put in GenerationResult.model; empty: the location.
+    model_name: str = ""
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> ModelServerSettings:
+        for low, high in (("min_size", "max_size"), ("min_steps", "max_steps")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} must not exceed {high}")
+        for name in ("min_size", "max_size"):
+            if getattr(self, name) % 16:
+                raise ValueError(f"{name} must be a multiple of 16")
+        if not self.min_steps <= self.default_steps <= self.max_steps:
+            raise ValueError("default_steps must lie within min_steps..max_steps")
+        return self
