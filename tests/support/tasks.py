@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.gateway.tasks.records import NewTask, TaskImage, TaskOutput, TaskRecord
+from services.gateway.tasks.records import NewTask, Status, TaskImage, TaskOutput, TaskRecord
+from services.gateway.tasks.store import TaskStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -76,3 +77,20 @@ class RecordingRunner:
             self.cancelled.append(task.id)
             raise
         return output_for(task)
+
+
+async def wait_for_status(
+    store: TaskStore, task_id: str, *statuses: Status, timeout: float = 20.0
+) -> TaskRecord:
+    """The task once it reaches one of `statuses` (polls the database; never a fixed sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        task = await store.get(task_id)
+        if task is not None and task.status in statuses:
+            return task
+        if loop.time() > deadline:
+            raise TimeoutError(
+                f"task {task_id} still {task.status if task else 'missing'} after {timeout} s"
+            )
+        await asyncio.sleep(0.02)

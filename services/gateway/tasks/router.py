@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.common import requestid
-from services.common.errors import NotFound, ServiceError
+from services.common.errors import FailedPrecondition, NotFound, ServiceError
 from services.gateway.bodies import json_body, read_json
 from services.gateway.errors import ApiError, from_service_error
 from services.gateway.tasks import protocol
@@ -46,6 +46,9 @@ def _api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     assert isinstance(exc, ServiceError)
+    if isinstance(exc, FailedPrecondition):
+        # Canceling a finished task: the client's mistake (DashScope: 400 UnsupportedOperation).
+        return ApiError(400, exc.message)
     err = from_service_error(exc)
     if err.status == 429:
         err.headers["Retry-After"] = "5"
