@@ -61,7 +61,8 @@ def chat_spec(request: providers_pb2.ChatRequest) -> ChatSpec:
         system_prompt=request.system_prompt,
         prompt=request.prompt,
         images=[_image(i) for i in request.images],
-        temperature=request.temperature if request.HasField("temperature") else None,
+        # float32 on the wire: 0.7 arrives as 0.699999988; send the value the caller meant.
+        temperature=round(request.temperature, 6) if request.HasField("temperature") else None,
         max_tokens=request.max_tokens if request.HasField("max_tokens") else None,
         extra=struct_to_dict(request.extra),
     )
@@ -81,7 +82,9 @@ def image_spec(request: providers_pb2.ProviderImageRequest) -> ImageSpec:
         n=request.n,
         seed=request.seed if request.HasField("seed") else None,
         steps=request.num_inference_steps,
-        guidance_scale=request.guidance_scale if request.HasField("guidance_scale") else None,
+        guidance_scale=(
+            round(request.guidance_scale, 6) if request.HasField("guidance_scale") else None
+        ),
         images=_inputs(request.images),
         prompt_extend=request.prompt_extend,
         watermark=request.watermark,

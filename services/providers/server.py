@@ -14,7 +14,7 @@ from imagemesh.v1 import providers_pb2_grpc
 from services.common.server import MeshServer
 from services.providers.adapter import AdapterEnv
 from services.providers.images import ImageFetcher
-from services.providers.registry import Registry
+from services.providers.registry import Registry, RegistryError
 from services.providers.rewrite import PromptRewriter
 from services.providers.servicer import ProvidersServicer
 from services.providers.settings import ProvidersSettings
@@ -60,7 +60,12 @@ async def build(settings: ProvidersSettings) -> ProvidersServer:
 
 
 async def serve(settings: ProvidersSettings) -> None:
-    running = await build(settings)
+    try:
+        running = await build(settings)
+    except RegistryError as exc:
+        # A configuration mistake: one line that names the files, not a traceback.
+        log.error("cannot start: %s", exc)
+        raise SystemExit(2) from None
     try:
         await running.server.wait_for_shutdown_signal()
     finally:

@@ -218,7 +218,7 @@ class Liblib(Adapter):
             raise ProviderFailed(f"LiblibAI returned no generateUuid: {str(submitted)[:300]}")
         log.info("%s task %s submitted", spec.model, uuid)
         status = await poll_until(lambda: self._poll(uuid), self.settings, f"LiblibAI task {uuid}")
-        return await self._result(spec, uuid, status)
+        return await self._result(spec, uuid, status, body["generateParams"]["imgCount"])
 
     async def _poll(self, uuid: str) -> dict[str, Any] | None:
         data = await self.call(STATUS, {"generateUuid": uuid})
@@ -226,7 +226,9 @@ class Liblib(Adapter):
             return data
         return None
 
-    async def _result(self, spec: ImageSpec, uuid: str, data: dict[str, Any]) -> ImagesResult:
+    async def _result(
+        self, spec: ImageSpec, uuid: str, data: dict[str, Any], asked: int
+    ) -> ImagesResult:
         status = int(data.get("generateStatus") or 0)
         message = str(data.get("generateMsg") or "").strip() or "no reason given"
         if status == FAILED:
@@ -240,6 +242,11 @@ class Liblib(Adapter):
             for i in items
             if i not in passed
         ]
+        # Blocked images are usually not listed at all: only the count tells.
+        if len(items) < asked:
+            warnings.append(
+                f"{asked - len(items)} of {asked} images withheld by LiblibAI moderation"
+            )
         if not passed:
             raise InvalidArgument(
                 f"LiblibAI's moderation withheld every image of task {uuid}; change the prompt"
