@@ -33,6 +33,10 @@ from services.gateway.model_list.router import router as models_router
 from services.gateway.model_list.serving import ModelListService
 from services.gateway.settings import GatewaySettings
 from services.gateway.sources import ImageSources
+from services.gateway.tasks.lifecycle import open_tasks
+from services.gateway.tasks.router import BODY_MODELS as TASK_MODELS
+from services.gateway.tasks.router import router as tasks_router
+from services.gateway.tasks.settings import TaskSettings
 
 DESCRIPTION = """OpenAI- and DashScope-style REST over the imagemesh gRPC services.
 
@@ -40,7 +44,11 @@ Every JSON answer carries `code` (0 = success, else the HTTP status), `message` 
 (also the `X-Request-ID` header). Errors add `error: {message, type, param}`."""
 
 
-def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> FastAPI:
+def build_app(
+    settings: GatewaySettings,
+    catalog: Catalog | None = None,
+    task_settings: TaskSettings | None = None,
+) -> FastAPI:
     catalog = catalog or Catalog.load(settings.catalog_path)
 
     @asynccontextmanager
@@ -55,9 +63,13 @@ def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> Fast
         app.state.edits = ImageEditService(settings, catalog, backends, sources, delivery)
         app.state.chat = ChatService(settings, catalog, backends)
         app.state.models = ModelListService(settings, catalog, backends)
+        app.state.tasks = await open_tasks(
+            settings, catalog, backends, app.state.images, delivery, task_settings
+        )
         try:
             yield
         finally:
+            await app.state.tasks.close()
             await sources.close()
             await backends.close()
 
@@ -68,11 +80,21 @@ def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> Fast
         lifespan=lifespan,
     )
     errors.install(app)
-    for router in (images_router, edits_router, chat_router, models_router, probes.router):
+    for router in (
+        images_router,
+        edits_router,
+        chat_router,
+        models_router,
+        tasks_router,
+        probes.router,
+    ):
         app.include_router(router)
-    _document_bodies(app, [*IMAGE_MODELS, *EDIT_MODELS, ChatCompletionRequest])
+    _document_bodies(app, [*IMAGE_MODELS, *EDIT_MODELS, ChatCompletionRequest, *TASK_MODELS])
 
-    # Added last = outermost: the request id wraps everything, so even a 401 or 413 carries it.
+    # Added last = outermost: the request id wraps everything (even a 401 or 413 carries it),
+    # and CORS wraps the key check, so a browser can read a 401 too.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeys, keys=settings.api_keys)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -81,8 +103,6 @@ def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> Fast
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeys, keys=settings.api_keys)
     app.add_middleware(RequestContext)
     return app
 

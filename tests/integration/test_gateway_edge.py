@@ -1,0 +1,103 @@
+"""The gateway's edge: API keys (401 without or with a wrong key, never logged), the request id
+passed to the model server, CORS, /metrics and the OpenAPI docs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.mesh import Mesh
+from tests.support.ports import free_port
+from tests.support.processes import ServiceProcess, port_open
+
+KEY = "sk-test-3f9a7c1e"
+REQUEST = {
+    "prompt": "a cat",
+    "size": "64x64",
+    "num_inference_steps": 2,
+    "response_format": "b64_json",
+}
+
+
+@pytest.fixture(scope="module")
+def keyed(mesh: Mesh) -> Iterator[str]:
+    """A second gateway over the same backends, with API keys and CORS configured."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in mesh.process("gateway").env.items() if k.startswith("GATEWAY_")},
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_API_KEYS": f"other-key,{KEY}",
+        "GATEWAY_CORS_ORIGINS": "https://app.example",
+    }
+    process = ServiceProcess.module(
+        "gateway-keyed", "services.gateway", env=env, ready=lambda: port_open("127.0.0.1", port)
+    )
+    process.log_path.write_text("")
+    process.start()
+    yield f"http://127.0.0.1:{port}"
+    process.stop()
+    assert KEY not in process.log_path.read_text()
+
+
+def test_missing_or_wrong_key_is_401(keyed: str) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        answer = httpx.post(f"{keyed}/v1/images/generations", json=REQUEST, headers=headers)
+        body = answer.json()
+        assert answer.status_code == 401 and body["code"] == 401, body
+        assert "API key" in body["message"]
+        assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_right_key_passes_and_probes_need_none(keyed: str) -> None:
+    answer = httpx.get(f"{keyed}/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    assert answer.status_code == 200
+    assert httpx.get(f"{keyed}/healthz").status_code == 200
+    assert httpx.get(f"{keyed}/readyz").status_code == 200
+
+
+def test_cors_preflight(keyed: str) -> None:
+    answer = httpx.options(
+        f"{keyed}/v1/images/generations",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_the_request_id_reaches_the_model_server(mesh: Mesh) -> None:
+    rid = "trace-gw-0042"
+    answer = httpx.post(
+        f"{mesh.gateway_url}/v1/images/generations",
+        json=REQUEST,
+        headers={"X-Request-ID": rid},
+        timeout=60,
+    )
+    assert answer.status_code == 200 and answer.json()["request_id"] == rid
+    assert f"[{rid}]" in mesh.process("qwen_image").log_path.read_text()
+    assert f"[{rid}]" in mesh.process("gateway").log_path.read_text()
+
+
+def test_metrics_and_docs(mesh: Mesh) -> None:
+    httpx.get(f"{mesh.gateway_url}/v1/models")
+    metrics = httpx.get(f"{mesh.gateway_url}/metrics").text
+    assert 'imagemesh_http_requests_total{route="/v1/models",status="200"}' in metrics
+    schema = httpx.get(f"{mesh.gateway_url}/openapi.json").json()
+    for path in (
+        "/v1/images/generations",
+        "/v1/images/edits",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/healthz",
+        "/readyz",
+    ):
+        assert path in schema["paths"]
+    assert {"OpenAIImageRequest", "DashScopeImageRequest", "EditJsonRequest"} <= set(
+        schema["components"]["schemas"]
+    )
+    assert httpx.get(f"{mesh.gateway_url}/docs").status_code == 200

@@ -1,0 +1,153 @@
+"""The whole mesh as real processes on free loopback ports: storage, qwen_image, qwen_edit,
+providers and the gateway (uvicorn), over the session's S3 server.
+
+Started once per test session (`mesh` fixture in tests/integration/conftest.py) so every suite
+that needs the mesh shares it. Processes start together and are waited on together (each by its
+own health: gRPC SERVING, or the gateway's /healthz). A test may stop and restart one model server
+(`mesh.qwen_image.kill()` / `.start()`); the fixture leaves the mesh whole again at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from tests.support.ports import free_port
+from tests.support.processes import ServiceProcess, grpc_serving, wait_until
+
+BUCKET = "imagemesh-mesh"
+# Model server queue length in the test mesh: tests that fill a queue read it from here.
+MAX_QUEUE = 2
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Mesh:
+    s3_endpoint: str
+    targets: dict[str, str]
+    gateway_port: int
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    max_queue: int = MAX_QUEUE
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def link_prefix(self) -> str:
+        """Where links into the mesh's bucket start (path-style S3 URLs)."""
+        return f"http://{self.s3_endpoint}/{BUCKET}/"
+
+    def process(self, name: str) -> ServiceProcess:
+        return self.processes[name]
+
+    def ready(self, name: str) -> Callable[[], bool]:
+        if name == "gateway":
+            return lambda: _http_ok(f"{self.gateway_url}/healthz")
+        target = self.targets[name]
+        return lambda: grpc_serving(target)
+
+    def ensure_running(self, name: str, timeout: float = 120) -> None:
+        """Starts a process a test stopped, and waits until it serves."""
+        proc = self.processes[name]
+        if proc.proc is None or proc.proc.poll() is not None:
+            proc.ready = None
+            proc.start()
+        wait_until(self.ready(name), timeout, name)
+
+    def stop(self) -> None:
+        for name in ("gateway", "qwen_image", "qwen_edit", "providers", "storage"):
+            if name in self.processes:
+                self.processes[name].stop()
+
+
+def start_mesh(
+    s3_env: dict[str, str], s3_endpoint: str, extra_env: dict[str, dict[str, str]] | None = None
+) -> Mesh:
+    extra_env = extra_env or {}
+    targets = {
+        name: f"127.0.0.1:{free_port()}"
+        for name in ("storage", "qwen_image", "qwen_edit", "providers")
+    }
+    mesh = Mesh(s3_endpoint=s3_endpoint, targets=targets, gateway_port=free_port())
+    model_limits = {"MAX_QUEUE": str(MAX_QUEUE), "METRICS_LISTEN": "", "DEFAULT_STEPS": "2"}
+    envs = {
+        "storage": {
+            **s3_env,
+            "STORAGE_LISTEN": targets["storage"],
+            "STORAGE_METRICS_LISTEN": "",
+            "STORAGE_BUCKET": BUCKET,
+        },
+        "qwen_image": {
+            "QWEN_IMAGE_LISTEN": targets["qwen_image"],
+            **{f"QWEN_IMAGE_{k}": v for k, v in model_limits.items()},
+        },
+        "qwen_edit": {
+            "QWEN_IMAGE_EDIT_LISTEN": targets["qwen_edit"],
+            **{f"QWEN_IMAGE_EDIT_{k}": v for k, v in model_limits.items()},
+        },
+        # No provider keys: hosted models answer 503 "set ..._API_KEY" (tests may add fakes).
+        "providers": {
+            "PROVIDERS_LISTEN": targets["providers"],
+            "PROVIDERS_METRICS_LISTEN": "",
+            "OPENAI_API_KEY": "",
+            "DASHSCOPE_API_KEY": "",
+            "LIBLIB_ACCESS_KEY": "",
+            "LIBLIB_SECRET_KEY": "",
+        },
+        "gateway": {
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(mesh.gateway_port),
+            "GATEWAY_QWEN_IMAGE_TARGET": targets["qwen_image"],
+            "GATEWAY_QWEN_EDIT_TARGET": targets["qwen_edit"],
+            "GATEWAY_PROVIDERS_TARGET": targets["providers"],
+            "GATEWAY_STORAGE_TARGET": targets["storage"],
+            "GATEWAY_STORAGE_LINK_PREFIXES": mesh.link_prefix,
+            # Tests serve their image URLs from loopback.
+            "GATEWAY_FETCH_ALLOW_NETWORKS": "127.0.0.0/8",
+            # Short enough that a test waiting on it stays quick, long enough for a tiny model
+            # on two shared cores.
+            "GATEWAY_GENERATE_DEADLINE_SECONDS": "60",
+            "GATEWAY_EDIT_DEADLINE_SECONDS": "90",
+        },
+    }
+    modules = {
+        "storage": "services.storage",
+        "qwen_image": "services.qwen_image",
+        "qwen_edit": "services.qwen_edit",
+        "providers": "services.providers",
+        "gateway": "services.gateway",
+    }
+    for name, module in modules.items():
+        env = {**envs[name], **extra_env.get(name, {})}
+        mesh.processes[name] = ServiceProcess.module(f"mesh-{name}", module, env=env)
+    try:
+        for proc in mesh.processes.values():
+            proc.start()  # no readiness wait here: they load side by side
+        for name in mesh.processes:
+            wait_until(_alive_and(mesh.processes[name], mesh.ready(name)), 180, name)
+    except BaseException:
+        mesh.stop()
+        raise
+    return mesh
+
+
+def _alive_and(proc: ServiceProcess, ready: Callable[[], bool]) -> Callable[[], bool]:
+    def check() -> bool:
+        assert proc.proc is not None
+        if proc.proc.poll() is not None:
+            raise RuntimeError(
+                f"{proc.name} exited with {proc.proc.returncode}; log: {proc.log_path}\n"
+                + proc.log_path.read_text(errors="replace")[-3000:]
+            )
+        return ready()
+
+    return check
