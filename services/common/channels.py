@@ -18,4 +18,7 @@ def channel_options(max_message_bytes: int = 64 * MIB) -> list[tuple[str, int]]:
 
 
 def insecure_channel(target: str, max_message_bytes: int = 64 * MIB) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=channel_options(max_message_bytes))
+    # round_robin: a `dns:///name:port` target that resolves to several pods (a headless Service,
+    # deploy/) spreads calls over all of them; the default pick_first pins them to one.
+    options = [*channel_options(max_message_bytes), ("grpc.lb_policy_name", "round_robin")]
+    return grpc.aio.insecure_channel(target, options=options)

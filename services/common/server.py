@@ -33,6 +33,12 @@ log = logging.getLogger("imagemesh.server")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# A client re-resolves DNS only when a connection closes: closing each after 5 minutes (calls in
+# flight get 10 more) lets round_robin clients find pods that scaling added (deploy/).
+CONNECTION_AGE = [
+    ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+    ("grpc.max_connection_age_grace_ms", 10 * 60 * 1000),
+]
 
 
 class MeshServer:
@@ -41,7 +47,7 @@ class MeshServer:
         self.service_names = list(service_names)
         self.grpc = grpc.aio.server(
             interceptors=[ServerInterceptor()],
-            options=channel_options(settings.max_message_bytes),
+            options=[*channel_options(settings.max_message_bytes), *CONNECTION_AGE],
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
