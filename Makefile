@@ -75,6 +75,8 @@ deploy-check: $(VENV_STAMP)
 # and tags match deploy/base and the overlays: change IMAGE_REGISTRY and IMAGE_TAG together with
 # the overlay's `images:` (deploy/README.md).
 DOCKER ?= docker
+# Extra `docker build` flags, e.g. --build-arg TORCH_CUDA_INDEX_URL=... (deploy/README.md).
+DOCKER_BUILD_ARGS ?=
 IMAGE_REGISTRY ?= imagemesh
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE_TARGETS := gateway providers storage qwen-image-cpu qwen-edit-cpu qwen-image-cuda qwen-edit-cuda
@@ -84,7 +86,7 @@ image_ref = $(IMAGE_REGISTRY)/$(if $(filter %-cpu %-cuda,$(1)),$(patsubst %-$(la
 images: $(addprefix image-,$(IMAGE_TARGETS))
 
 image-%:
-	$(DOCKER) build -f deploy/docker/Dockerfile --target $* -t $(call image_ref,$*) .
+	$(DOCKER) build $(DOCKER_BUILD_ARGS) -f deploy/docker/Dockerfile --target $* -t $(call image_ref,$*) .
 
 push-images: images
 	$(foreach target,$(IMAGE_TARGETS),$(DOCKER) push $(call image_ref,$(target)) &&) true
