@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -17,17 +18,13 @@ from pydantic import AliasChoices, AliasPath
 from pydantic_settings import BaseSettings
 
 from tests.deploy.images import dockerfile_env
-from tests.deploy.manifests import SERVICES, Obj, env_names, service_containers
+from tests.deploy.manifests import ROOT, SERVICES, Obj, env_names, service_containers
 
 # Read by libraries inside the service, not by our settings: name -> who reads it.
 LIBRARY_ENV = {
     "HF_HOME": "huggingface_hub: where the hub cache lives",
     "HF_HUB_OFFLINE": "huggingface_hub: never call the hub for a local folder",
     "OMP_NUM_THREADS": "torch: CPU threads (defaults to the node's cores, not the pod's limit)",
-}
-# Set by deploy/ for a setting a later issue adds, with the issue: allowed until it lands.
-PENDING_ENV = {
-    "GATEWAY_DATABASE_URL": "issue 7: the gateway's task store in PostgreSQL",
 }
 
 # Dockerfile target -> the service it runs.
@@ -42,14 +39,15 @@ TARGETS = {
 }
 
 
-def settings_module(service: str) -> ModuleType:
+def settings_modules(service: str) -> list[ModuleType]:
+    """`services/<name>/settings.py` and every `settings.py` below it (e.g. gateway/tasks/)."""
     package = SERVICES[service]
-    try:
-        return importlib.import_module(f"{package}.settings")
-    except ModuleNotFoundError as exc:
-        if exc.name and (package.startswith(exc.name) or exc.name.startswith(package)):
-            pytest.skip(f"{package}.settings does not exist yet")
-        raise
+    folder = ROOT / Path(*package.split("."))
+    if not (folder / "settings.py").exists():
+        pytest.skip(f"{package}.settings does not exist yet")
+    paths = sorted(folder.rglob("settings.py"))
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in paths]
+    return [importlib.import_module(name) for name in names]
 
 
 def settings_classes(module: ModuleType) -> list[type[BaseSettings]]:
@@ -79,14 +77,14 @@ def variables_read(cls: type[BaseSettings]) -> set[str]:
 
 
 def read_by(service: str) -> set[str]:
-    classes = settings_classes(settings_module(service))
+    classes = [cls for module in settings_modules(service) for cls in settings_classes(module)]
     assert classes, f"{SERVICES[service]}.settings defines no BaseSettings class"
     return set().union(*(variables_read(cls) for cls in classes))
 
 
 def unread(names: set[str], service: str) -> list[str]:
     known = read_by(service) | set(LIBRARY_ENV)
-    return sorted(name for name in names if name.upper() not in known and name not in PENDING_ENV)
+    return sorted(name for name in names if name.upper() not in known)
 
 
 def test_the_reader_follows_prefixes_and_aliases():
@@ -105,6 +103,13 @@ def test_the_reader_follows_prefixes_and_aliases():
         "OPENAI_API_KEY",
         "SOME_URL",
     }
+
+
+def test_a_misspelt_variable_is_caught():
+    assert unread({"STORAGE_LISTEN", "STORAGE_LISTN", "OPENAI_API_KEY"}, "storage") == [
+        "OPENAI_API_KEY",
+        "STORAGE_LISTN",
+    ]
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
