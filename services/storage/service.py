@@ -14,6 +14,7 @@ from imagemesh.v1 import storage_pb2_grpc
 
 from services.common.errors import ServiceError
 from services.common.logs import configure_logging
+from services.common.memory import keep_large_buffers
 from services.common.server import MeshServer
 from services.storage.fetcher import Fetcher
 from services.storage.object_store import ObjectStore
@@ -60,6 +61,7 @@ async def start(settings: StorageSettings) -> StorageService:
 async def serve(settings: StorageSettings) -> None:
     """Serves until SIGTERM / SIGINT, then drains in-flight calls and exits."""
     configure_logging(settings.log_level)
+    keep_large_buffers()
     service = await start(settings)
     log.info(
         "bucket %s at %s, keys under %s/", settings.bucket, settings.s3_url, settings.upload_dir

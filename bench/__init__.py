@@ -1,0 +1,1 @@
+"""Benchmarks: each `bench/<name>.py` with a `main()` compares side by side and prints its target."""

@@ -1,0 +1,222 @@
+"""Storage throughput: puts through the storage service vs the minio SDK straight to S3.
+
+Both sides write the same objects (1 MB and 8 MB of random bytes) to the same S3 server, one put
+at a time (a closed loop), in alternating rounds so that machine noise hits every variant alike;
+the median round is reported. Variants:
+
+- direct, SDK defaults: `put_object(bucket, key, BytesIO(data), len(data))` as a caller would
+  write it (8 MB goes up as a 2-part multipart upload);
+- direct, one PUT: the same with `part_size=len(data)`, the strategy the service uses for Put;
+- service Put and service PutStream (1 MB chunks), over gRPC;
+- gRPC hop only: the same Put refused at validation after the service received every byte (the
+  cost of carrying the bytes through the mesh, without S3).
+
+Target: service Put reaches at least 0.8x the puts/s of direct, for every size. Two verdicts are
+printed: against the SDK used with its defaults (what a caller writing to S3 directly would get),
+and against direct with the same strategy as the service (one PUT), which isolates the mesh's own
+overhead (carrying the bytes through gRPC and protobuf once more).
+
+    python -m bench storage        (or: make bench)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import grpc
+from imagemesh.v1 import storage_pb2, storage_pb2_grpc
+from minio import Minio
+from minio.helpers import MIN_PART_SIZE
+
+from services.common.channels import channel_options
+from services.common.memory import keep_large_buffers
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, ServiceProcess, grpc_serving, port_open
+
+MB = 1024 * 1024
+TARGET = 0.8
+BUCKET = "bench-storage"
+# (object size, puts per round): about the same bytes per round for every size.
+SIZES = [(1 * MB, 16), (8 * MB, 3)]
+ROUNDS = 7
+RESULTS = ROOT / "bench" / "results"
+
+
+def _start_servers() -> tuple[ServiceProcess, ServiceProcess, str, str]:
+    s3_port, storage_port = free_port(), free_port()
+    s3 = ServiceProcess(
+        "bench-s3",
+        [sys.executable, str(ROOT / "scripts" / "s3_server.py"), "--port", str(s3_port)],
+        ready=lambda: port_open("127.0.0.1", s3_port),
+        ready_timeout=30,
+    ).start()
+    endpoint, target = f"127.0.0.1:{s3_port}", f"127.0.0.1:{storage_port}"
+    storage = ServiceProcess.module(
+        "bench-storage",
+        "services.storage",
+        env={
+            "STORAGE_S3_ENDPOINT": endpoint,
+            "STORAGE_LISTEN": target,
+            "STORAGE_METRICS_LISTEN": "",
+            "STORAGE_BUCKET": BUCKET,
+            "STORAGE_LOG_LEVEL": "WARNING",
+        },
+        ready=lambda: grpc_serving(target),
+    ).start()
+    return s3, storage, endpoint, target
+
+
+def _variants(
+    client: Minio, stub: storage_pb2_grpc.StorageStub, data: bytes
+) -> dict[str, Callable[[int], None]]:
+    size = len(data)
+
+    def direct_default(i: int) -> None:
+        client.put_object(BUCKET, f"direct/{size}/{i}", io.BytesIO(data), size, "image/png")
+
+    def direct_one_put(i: int) -> None:
+        client.put_object(
+            BUCKET,
+            f"direct/{size}/{i}",
+            io.BytesIO(data),
+            size,
+            "image/png",
+            part_size=max(size, MIN_PART_SIZE),
+        )
+
+    def service_put(i: int) -> None:
+        stub.Put(storage_pb2.PutRequest(data=data, content_type="image/png", prefix="service"))
+
+    def service_stream(i: int) -> None:
+        header = storage_pb2.PutHeader(content_type="image/png", prefix="stream", size=size)
+        parts = [storage_pb2.PutStreamRequest(header=header)] + [
+            storage_pb2.PutStreamRequest(chunk=data[o : o + MB]) for o in range(0, size, MB)
+        ]
+        stub.PutStream(iter(parts))
+
+    def grpc_hop(i: int) -> None:
+        try:
+            stub.Put(storage_pb2.PutRequest(data=data, content_type="bench/refused"))
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:  # type: ignore[attr-defined]
+                raise
+
+    return {
+        "direct_sdk_defaults": direct_default,
+        "direct_one_put": direct_one_put,
+        "service_put": service_put,
+        "service_put_stream": service_stream,
+        "grpc_hop_only": grpc_hop,
+    }
+
+
+def _timed(put: Callable[[int], None], count: int) -> float:
+    start = time.perf_counter()
+    for i in range(count):
+        put(i)
+    return time.perf_counter() - start
+
+
+def _measure(client: Minio, stub: storage_pb2_grpc.StorageStub, size: int, count: int) -> dict:
+    variants = _variants(client, stub, os.urandom(size))
+    for put in variants.values():
+        put(0)  # warm connections and the bucket
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(ROUNDS):
+        for name, put in variants.items():
+            seconds[name].append(_timed(put, count))
+    row: dict = {"size_mb": size // MB, "puts_per_round": count}
+    for name, runs in seconds.items():
+        median = statistics.median(runs)
+        row[name] = {
+            "puts_per_s": round(count / median, 1),
+            "mb_per_s": round(count * size / MB / median, 1),
+            "ms_per_put": round(median / count * 1000, 2),
+        }
+    service = row["service_put"]["puts_per_s"]
+    row["ratio"] = round(service / row["direct_one_put"]["puts_per_s"], 3)
+    row["ratio_vs_sdk_defaults"] = round(service / row["direct_sdk_defaults"]["puts_per_s"], 3)
+    return row
+
+
+def main() -> dict:
+    # The same allocator settings as the mesh's services (services/common/memory.py), for both
+    # the direct and the through-the-service variants, which share this client process.
+    keep_large_buffers()
+    s3, storage, endpoint, target = _start_servers()
+    try:
+        client = Minio(
+            endpoint,
+            access_key="imagemesh",
+            secret_key="imagemesh-secret",
+            secure=False,
+            region="us-east-1",
+        )
+        with grpc.insecure_channel(target, options=channel_options()) as channel:
+            stub = storage_pb2_grpc.StorageStub(channel)
+            rows = [_measure(client, stub, size, count) for size, count in SIZES]
+    finally:
+        storage.stop()
+        s3.stop()
+    met = all(row["ratio"] >= TARGET for row in rows)
+    met_defaults = all(row["ratio_vs_sdk_defaults"] >= TARGET for row in rows)
+    _print(rows, met, met_defaults)
+    result = {
+        "benchmark": "storage",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_1min": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(),
+        },
+        "s3": "moto standalone (scripts/s3_server.py), loopback",
+        "method": f"closed loop, concurrency 1, {ROUNDS} alternating rounds, median round",
+        "target": f"service Put >= {TARGET}x direct puts/s, every size",
+        "met": met,
+        "met_vs_sdk_defaults": met_defaults,
+        "rows": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "storage.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
+    return result
+
+
+def _verdict(met: bool) -> str:
+    return "MET" if met else "NOT MET"
+
+
+def _print(rows: list[dict], met: bool, met_defaults: bool) -> None:
+    names = [
+        "direct_sdk_defaults",
+        "direct_one_put",
+        "service_put",
+        "service_put_stream",
+        "grpc_hop_only",
+    ]
+    print(f"{'':22}" + "".join(f"{r['size_mb']:>6} MB: puts/s   MB/s  ms/put" for r in rows))
+    for name in names:
+        cells = "".join(
+            f"{'':10}{r[name]['puts_per_s']:>6} {r[name]['mb_per_s']:>6} {r[name]['ms_per_put']:>7}"
+            for r in rows
+        )
+        print(f"{name:22}{cells}")
+    for r in rows:
+        print(
+            f"{r['size_mb']} MB: service Put / direct one PUT = {r['ratio']:.2f}x "
+            f"(/ SDK defaults = {r['ratio_vs_sdk_defaults']:.2f}x)"
+        )
+    print(f"target: service Put >= {TARGET}x direct, SDK defaults: {_verdict(met_defaults)}")
+    print(f"target: service Put >= {TARGET}x direct, same strategy: {_verdict(met)}")
+
+
+if __name__ == "__main__":
+    main()
