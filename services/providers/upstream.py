@@ -17,6 +17,7 @@ and turns whatever failed into a `ServiceError` a person can act on:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -26,7 +27,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity import AsyncRetrying, retry_if_exception
 
 from services.common.errors import (
     DeadlineExceeded,
@@ -183,31 +184,47 @@ class Upstream:
             return wait is not None and wait <= self.settings.max_retry_after_seconds
         return False
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+    def _delay(self, exc: BaseException | None, attempts: int) -> float:
+        """Seconds to wait after `attempts` failed attempts: Retry-After, else backoff."""
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             return exc.retry_after
-        base = self.settings.retry_backoff_seconds * 2 ** (state.attempt_number - 1)
+        base = self.settings.retry_backoff_seconds * 2 ** (attempts - 1)
         return base * (0.5 + random.random() / 2)
 
-    def _stop(self, state: RetryCallState) -> bool:
-        if state.attempt_number >= self.settings.max_attempts:
+    def _give_up(self, attempts: int, sleep: float) -> bool:
+        if attempts >= self.settings.max_attempts:
             return True
         left = deadline.remaining()
         # Another attempt only when it can still finish: its sleep plus a little time to answer.
-        return left is not None and left < state.upcoming_sleep + 0.2
+        return left is not None and left < sleep + 0.2
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Runs `attempt` until it succeeds, fails for good, or the deadline forbids another."""
+        # The first attempt runs bare: nearly every call succeeds at once, and a tenacity
+        # retrier costs about 0.1 ms of CPU per call on the forwarding path.
+        try:
+            return await attempt()
+        except ServiceError as exc:
+            if not self._retryable(exc):
+                raise
+            first = exc
+        sleep = self._delay(first, 1)
+        if self._give_up(1, sleep):
+            raise first
+        log.warning("%s attempt 1 failed (%s); retrying in %.2f s", self.label, first, sleep)
+        await asyncio.sleep(sleep)
+        # tenacity numbers its attempts from 1; one has already been made.
         retrier = AsyncRetrying(
             retry=retry_if_exception(self._retryable),
-            wait=self._wait,
-            stop=self._stop,
+            wait=lambda s: self._delay(
+                s.outcome.exception() if s.outcome else None, s.attempt_number + 1
+            ),
+            stop=lambda s: self._give_up(s.attempt_number + 1, s.upcoming_sleep),
             reraise=True,
             before_sleep=lambda s: log.warning(
                 "%s attempt %d failed (%s); retrying in %.2f s",
                 self.label,
-                s.attempt_number,
+                s.attempt_number + 1,
                 s.outcome.exception() if s.outcome else "?",
                 s.upcoming_sleep,
             ),

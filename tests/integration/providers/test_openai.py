@@ -107,6 +107,27 @@ async def test_a_503_is_retried_and_the_caller_sees_success(
     assert len(openai_fake.received("/chat/completions")) == 2
 
 
+async def test_a_lasting_503_is_unavailable_after_the_allowed_attempts(
+    providers: Running, openai_fake: FakeOpenAI
+) -> None:
+    openai_fake.fail_next(503, times=5)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await providers.stub.Chat(P.ChatRequest(model="gpt-5", prompt="hi"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "OpenAI is unavailable (HTTP 503)" in err.value.details()
+    assert len(openai_fake.received("/chat/completions")) == 3  # max_attempts
+
+
+async def test_no_retry_is_started_that_the_deadline_cannot_wait_for(
+    providers: Running, openai_fake: FakeOpenAI
+) -> None:
+    openai_fake.fail_next(429, retry_after=0.9)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await providers.stub.Chat(P.ChatRequest(model="gpt-5", prompt="hi"), timeout=0.6)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert len(openai_fake.received("/chat/completions")) == 1
+
+
 async def test_a_stream_is_retried_before_its_first_byte(
     providers: Running, openai_fake: FakeOpenAI
 ) -> None:

@@ -1,0 +1,74 @@
+"""An OpenAI-style upstream that answers at once: the floor the forwarding bench measures over.
+
+A bare ASGI app under uvicorn (no framework), one fixed `chat.completion` answer, Bearer auth
+checked as the real API does. Run: `python -m bench._upstream --port 8900 --key sk-bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import uvicorn
+
+ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1754000000,
+        "model": "gpt-5-2025-08-07",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "A red bicycle.", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16},
+    }
+).encode()
+UNAUTHORIZED = b'{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}'
+
+
+def app_for(key: str):
+    expected = f"Bearer {key}".encode()
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:  # drain the body
+            message = await receive()
+            more = message.get("more_body", False)
+        authorized = dict(scope["headers"]).get(b"authorization") == expected
+        body = ANSWER if authorized else UNAUTHORIZED
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200 if authorized else 401,
+                "headers": [(b"content-type", b"application/json"), (b"x-request-id", b"req_b")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--key", default="sk-bench")
+    args = parser.parse_args()
+    uvicorn.run(
+        app_for(args.key),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+
+
+if __name__ == "__main__":
+    main()
