@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar, cast
 
 import certifi
 import urllib3
@@ -36,6 +36,12 @@ T = TypeVar("T")
 
 _MISSING_KEY = {"NoSuchKey", "NoSuchObject", "NotFound"}
 _CREDENTIALS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+
+
+class Readable(Protocol):
+    """What the SDK reads an upload from: `read(n)` returning up to n bytes, b"" at the end."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,19 @@ class ObjectStore:
             secure=settings.secure,
             region=settings.region,
             http_client=http,
+        )
+        # Presigning is computed locally (the region is set), so a client for the public host
+        # never connects anywhere.
+        self._presigner = (
+            Minio(
+                settings.presign_endpoint,
+                access_key=settings.access_key,
+                secret_key=settings.secret_key,
+                secure=settings.presign_secure,
+                region=settings.region,
+            )
+            if settings.presign_endpoint
+            else self._client
         )
         self._bucket_ready = False
 
@@ -132,7 +151,7 @@ class ObjectStore:
         self._bucket_ready = True
 
     async def put(
-        self, key: str, data: BinaryIO, length: int, content_type: str, metadata: dict[str, str]
+        self, key: str, data: Readable, length: int, content_type: str, metadata: dict[str, str]
     ) -> str:
         """Uploads `length` bytes and returns the etag.
 
@@ -145,7 +164,7 @@ class ObjectStore:
             self._client.put_object,
             self.bucket,
             key,
-            data,
+            cast(BinaryIO, data),
             length,
             content_type=content_type,
             metadata=metadata,
@@ -186,7 +205,7 @@ class ObjectStore:
 
     def presign_get(self, key: str, expires_seconds: int) -> str:
         """A presigned GET. Computed locally (the region is configured): no call to S3."""
-        return self._client.presigned_get_object(
+        return self._presigner.presigned_get_object(
             self.bucket, key, expires=timedelta(seconds=expires_seconds)
         )
 

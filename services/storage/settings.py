@@ -40,6 +40,11 @@ class StorageSettings(ServerSettings):
     # When set, links are <public_base_url>/<key> (a public bucket or a CDN in front of it)
     # instead of presigned GETs.
     public_base_url: str = ""
+    # Presigned links are signed for this host (host:port) instead of s3_endpoint: the public
+    # name clients reach the same S3 by (S3 checks the signature against the Host they send),
+    # while uploads keep going to s3_endpoint inside the network. Signing needs no call to it.
+    presign_endpoint: str = ""
+    presign_secure: bool = True
     presign_expiry_seconds: int = Field(default=24 * 3600, ge=1, le=MAX_PRESIGN_SECONDS)
     # How long to wait for S3 before answering UNAVAILABLE, and how often to retry a failed
     # connection (urllib3 retries, 0.1 s backoff doubling).

@@ -1,7 +1,8 @@
 """Storage logic without gRPC: checks what callers send, writes under the key layout, makes links.
 
 Everything a caller sends is checked before anything is written: a refused Put leaves the bucket
-as it was. Links are presigned GETs (expiry configurable) or `<public_base_url>/<key>`.
+as it was. Put trusts the declared image type (its callers are mesh services that just encoded the
+image) and checks it against the allow-list only; Fetch, whose bytes come from outside, parses them. Links are presigned GETs (expiry configurable) or `<public_base_url>/<key>`.
 """
 
 from __future__ import annotations

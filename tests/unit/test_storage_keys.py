@@ -128,3 +128,9 @@ def test_presigned_links_expire_as_configured() -> None:
     link = uploader.link("imagemesh/2026-11-22/1/a.png")
     assert "X-Amz-Expires=600" in link.url
     assert link.url.startswith("http://127.0.0.1:9000/imagemesh/imagemesh/2026-11-22/1/a.png?")
+
+
+def test_presigned_links_can_name_a_public_host() -> None:
+    settings = StorageSettings(s3_endpoint="minio:9000", presign_endpoint="images.example.com")
+    link = Uploader(settings, ObjectStore(settings)).link("imagemesh/2026-11-22/1/a.png")
+    assert link.url.startswith("https://images.example.com/imagemesh/imagemesh/2026-11-22/1/a.png?")
