@@ -234,3 +234,15 @@ async def test_two_replicas_claiming_at_once_never_take_the_same_task(database_u
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_deferred_task_waits_before_it_can_be_claimed_again(
+    store: TaskStore, clock: Clock
+) -> None:
+    task = await store.create(new_task())
+    assert await store.claim("w1", LEASE)
+    assert await store.defer(task.id, "w1", 5)
+    assert await store.claim("w2", LEASE) is None  # not yet
+    clock.advance(5)
+    again = await store.claim("w2", LEASE)
+    assert again is not None and again.attempts == 1  # a busy backend is not a worker death

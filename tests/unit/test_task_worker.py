@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, ResourceExhausted
 from services.gateway.tasks.records import Status, TaskOutput, TaskRecord
 from services.gateway.tasks.store import TaskStore
 from services.gateway.tasks.worker import TaskWorker
@@ -204,3 +204,24 @@ async def test_a_task_whose_worker_went_silent_is_run_again_by_another(store: Ta
     finally:
         await w.stop()
     assert (done.attempts, done.worker_id, runner.runs[task.id]) == (2, w.worker_id, 1)
+
+
+async def test_a_busy_backend_puts_the_task_back_in_the_queue(store: TaskStore) -> None:
+    calls: list[str] = []
+    recorder = RecordingRunner()
+
+    async def runner(task: TaskRecord) -> TaskOutput:
+        calls.append(task.id)
+        if len(calls) == 1:
+            raise ResourceExhausted("qwen-image is busy: queue full (2 waiting)")
+        return await recorder(task)
+
+    w = worker(store, runner, busy_retry_seconds=0.1)
+    await w.start()
+    try:
+        task = await store.create(new_task())
+        w.wake()
+        done = await wait_for_status(store, task.id, Status.SUCCEEDED, Status.FAILED)
+    finally:
+        await w.stop()
+    assert (done.status, done.attempts, len(calls)) == (Status.SUCCEEDED, 1, 2)

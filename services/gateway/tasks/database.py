@@ -74,6 +74,8 @@ class TaskRow(Base):
     # The running worker's lease: past it, the worker is taken for dead.
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Not claimed before this time: a task put back because its backend was busy waits a little.
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # When a finished task and its images are deleted (finished_at + retention).

@@ -93,6 +93,20 @@ class SynthesisRequest(BaseModel):
         return merged
 
 
+def image_parts(body: dict[str, Any]) -> list[Any]:
+    """The `{"image": ...}` parts of a DashScope multimodal request's user messages."""
+    found: list[Any] = []
+    messages = (
+        (body.get("input") or {}).get("messages") if isinstance(body.get("input"), dict) else None
+    )
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, dict) and part.get("image"):
+                found.append(part["image"])
+    return found
+
+
 def seed_time(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else None
 

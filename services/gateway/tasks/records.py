@@ -93,6 +93,7 @@ class TaskRecord:
     worker_id: str | None
     locked_until: datetime | None
     created_at: datetime
+    available_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     expires_at: datetime | None

@@ -27,7 +27,7 @@ DELETE_BATCH = 1000
 
 
 class StorageObjects:
-    """The task layer's use of the storage service: delete images by key."""
+    """The task layer's use of the storage service: delete images by key, sign links again."""
 
     def __init__(self, stub: storage_pb2_grpc.StorageStub, deadline_seconds: float = 30.0) -> None:
         self._stub = stub
@@ -43,6 +43,15 @@ class StorageObjects:
             )
             deleted += response.deleted
         return deleted
+
+    async def presign(self, key: str) -> tuple[str, int]:
+        """A fresh link to `key` and its expiry (unix seconds)."""
+        response = await self._stub.Presign(
+            storage_pb2.PresignRequest(key=key),
+            timeout=self._deadline,
+            metadata=requestid.outgoing_metadata(),
+        )
+        return response.url, int(response.expires_at)
 
 
 class Retention:

@@ -19,7 +19,9 @@ from fastapi.responses import JSONResponse
 from services.common import requestid
 from services.common.errors import FailedPrecondition, NotFound, ServiceError
 from services.gateway.bodies import json_body, read_json
+from services.gateway.edits.protocol import EditJsonRequest, json_spec
 from services.gateway.errors import ApiError, from_service_error
+from services.gateway.images.protocol import DashScopeImageRequest, dashscope_answer, dashscope_spec
 from services.gateway.tasks import protocol
 from services.gateway.tasks.protocol import SynthesisRequest, TaskCreateRequest
 from services.gateway.tasks.serving import TaskRequest, TaskService
@@ -189,5 +191,44 @@ async def dashscope_task(task_id: str, request: Request) -> JSONResponse:
             # DashScope answers an unknown (or expired) task as UNKNOWN, not as an error.
             return JSONResponse(protocol.dashscope_unknown(task_id, rid))
         return JSONResponse(protocol.dashscope_task(task, rid))
+
+    return await _dashscope(call)
+
+
+@router.post(
+    "/api/v1/services/aigc/multimodal-generation/generation",
+    summary="Generate (or edit, with image parts) synchronously (DashScope's Qwen-Image API)",
+    openapi_extra=json_body(DashScopeImageRequest),
+)
+async def multimodal_generation(request: Request) -> JSONResponse:
+    """DashScope's sync endpoint: the gateway's DashScope image shape, answered DashScope's way."""
+
+    async def call() -> JSONResponse:
+        body = await read_json(request)
+        rid = requestid.get_request_id()
+        for field, code in (("model", "BadRequest.EmptyModel"), ("input", "BadRequest.EmptyInput")):
+            if not body.get(field):
+                message = f"{field} is required"
+                return JSONResponse(
+                    protocol.dashscope_error(400, message, rid, code), status_code=400
+                )
+        sources = protocol.image_parts(body)
+        if sources:
+            # Qwen-Image-Edit's form: image parts beside the text (protocol notes section 6).
+            parsed = parse(DashScopeImageRequest, body)
+            fields = {
+                **(body.get("parameters") or {}),
+                "model": parsed.model,
+                "prompt": parsed.prompt(),
+                "image": sources,
+            }
+            outcome = await request.app.state.edits.edit(json_spec(parse(EditJsonRequest, fields)))
+        else:
+            spec = dashscope_spec(parse(DashScopeImageRequest, body))
+            outcome = await request.app.state.images.generate(spec)
+        answer = dashscope_answer(outcome)
+        return JSONResponse(
+            {"output": answer["output"], "usage": answer["usage"], "request_id": rid}
+        )
 
     return await _dashscope(call)

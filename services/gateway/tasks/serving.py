@@ -89,6 +89,8 @@ class TaskService:
             max_attempts=settings.task_max_attempts,
             retention_seconds=settings.task_retention_seconds,
             poll_seconds=settings.task_poll_seconds,
+            busy_retry_seconds=settings.task_busy_retry_seconds,
+            max_queue_seconds=settings.task_max_queue_seconds,
             discard=delete_objects,
             on_finished=self._notify,
         )

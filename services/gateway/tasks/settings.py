@@ -20,6 +20,10 @@ class TaskSettings(BaseSettings):
     task_max_attempts: int = Field(default=2, ge=1)
     # Idle workers look for queued tasks this often (tasks created in this replica start at once).
     task_poll_seconds: float = Field(default=1.0, gt=0)
+    # A task whose backend answers "busy" (a full model server queue, a provider's rate limit)
+    # goes back to the queue for this long, until it has waited task_max_queue_seconds in all.
+    task_busy_retry_seconds: float = Field(default=2.0, gt=0)
+    task_max_queue_seconds: float = Field(default=3600.0, gt=0)
     # Finished tasks and their images are deleted this long after they finish (DashScope: 24 h).
     task_retention_seconds: float = Field(default=24 * 3600.0, gt=0)
     task_retention_sweep_seconds: float = Field(default=60.0, gt=0)

@@ -68,6 +68,7 @@ class TaskStore:
 
     async def create(self, new: NewTask, max_pending: int = 0) -> TaskRecord:
         """Queues a task; with `max_pending` > 0, refuses past that many pending for the owner."""
+        now = self.clock()
         values: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "owner": new.owner,
@@ -79,7 +80,8 @@ class TaskStore:
             "request_id": new.request_id,
             "status": Status.QUEUED.value,
             "attempts": 0,
-            "created_at": self.clock(),
+            "created_at": now,
+            "available_at": now,
         }
         table = TaskRow.__table__
         async with self.engine.begin() as conn:
@@ -135,7 +137,7 @@ class TaskStore:
         queue = TaskRow.__table__.alias("queue")
         oldest = (
             select(queue.c.id)
-            .where(queue.c.status == Status.QUEUED.value)
+            .where(queue.c.status == Status.QUEUED.value, queue.c.available_at <= now)
             .order_by(queue.c.created_at, queue.c.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -201,6 +203,18 @@ class TaskStore:
             attempts=TaskRow.attempts - 1,
             worker_id=None,
             locked_until=None,
+        )
+
+    async def defer(self, task_id: str, worker_id: str, delay_seconds: float) -> bool:
+        """Puts a task back for later because its backend was busy (not the worker's fault)."""
+        return await self._update_held(
+            task_id,
+            worker_id,
+            status=Status.QUEUED.value,
+            attempts=TaskRow.attempts - 1,
+            worker_id=None,
+            locked_until=None,
+            available_at=self.clock() + timedelta(seconds=delay_seconds),
         )
 
     async def _update_held(self, task_id: str, holder: str, **values: Any) -> bool:

@@ -79,6 +79,8 @@ class TaskWorker:
         max_attempts: int = 2,
         retention_seconds: float = 86400.0,
         poll_seconds: float = 1.0,
+        busy_retry_seconds: float = 2.0,
+        max_queue_seconds: float = 3600.0,
         discard: Discard | None = None,
         on_finished: Callable[[str], None] | None = None,
     ) -> None:
@@ -90,6 +92,8 @@ class TaskWorker:
         self.max_attempts = max_attempts
         self.retention_seconds = retention_seconds
         self.poll_seconds = poll_seconds
+        self.busy_retry_seconds = busy_retry_seconds
+        self.max_queue_seconds = max_queue_seconds
         self.discard = discard
         self.on_finished = on_finished
         self._wake = asyncio.Event()
@@ -203,6 +207,12 @@ class TaskWorker:
         exc = job.exception()
         if exc is not None:
             code, message = failure_of(exc)
+            if code == "Throttling" and self._may_wait(task):
+                # The model server's queue is full or the provider rate-limits us: the task waits
+                # in ours instead of failing (queues in front of queues smooth bursts).
+                await self.store.defer(task.id, self.worker_id, self.busy_retry_seconds)
+                log.info("task %s deferred %.1f s: %s", task.id, self.busy_retry_seconds, message)
+                return
             if code == "InternalError":
                 log.error("task %s failed", task.id, exc_info=exc)
             else:
@@ -220,6 +230,10 @@ class TaskWorker:
                 await self.discard(output.keys)
             except Exception:
                 log.exception("deleting the images of canceled task %s failed", task.id)
+
+    def _may_wait(self, task: TaskRecord) -> bool:
+        waited = (self.store.clock() - task.created_at).total_seconds()
+        return waited + self.busy_retry_seconds < self.max_queue_seconds
 
     async def _heartbeat(self, task_id: str, job: asyncio.Task[TaskOutput]) -> None:
         interval = max(0.05, self.lease_seconds / 3)
