@@ -9,6 +9,7 @@ own health: gRPC SERVING, or the gateway's /healthz). A test may stop and restar
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -104,6 +105,8 @@ def start_mesh(
             "LIBLIB_SECRET_KEY": "",
         },
         "gateway": {
+            # The task queue's SQLite file: a fresh one per session, never the repo's run/.
+            "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='mesh-tasks-')}/tasks.db",
             "GATEWAY_HOST": "127.0.0.1",
             "GATEWAY_PORT": str(mesh.gateway_port),
             "GATEWAY_QWEN_IMAGE_TARGET": targets["qwen_image"],
