@@ -40,7 +40,7 @@ from tests.support.processes import ROOT, ServiceProcess, grpc_serving, port_ope
 KEY = "sk-bench"
 PROMPT = "Describe a red bicycle."
 CONCURRENCY = (1, 8, 32)
-CALLS = {1: 300, 8: 800, 32: 1600}  # per round
+CALLS = {1: 200, 8: 400, 32: 640}  # per round
 ROUNDS = 3
 TARGET_ADDED_MS = 3.0
 TARGET_PER_CORE = 3 * 70
