@@ -36,7 +36,13 @@ def parse_size(text: str, param: str = "size") -> tuple[int, int]:
             f"{param} must be WIDTHxHEIGHT such as 1024x1024 or 1328*1328, or auto (got {text!r})",
             param,
         )
-    return int(match.group(1)), int(match.group(2))
+    width, height = int(match.group(1)), int(match.group(2))
+    if not (16 <= width <= MAX_SIDE and 16 <= height <= MAX_SIDE):
+        raise invalid(
+            f"{param}: each side must be between 16 and {MAX_SIDE} pixels (got {text.strip()})",
+            param,
+        )
+    return width, height
 
 
 def resolve_size(
