@@ -49,7 +49,7 @@ async def build(settings: ProvidersSettings) -> ProvidersServer:
     rewriter = PromptRewriter(registry, settings.rewrite_model, settings.rewrite_timeout_seconds)
     server = MeshServer(settings, [SERVICE_NAME])
     providers_pb2_grpc.add_ProvidersServicer_to_server(
-        ProvidersServicer(registry, rewriter), server.grpc
+        ProvidersServicer(registry, rewriter, settings.max_message_bytes), server.grpc
     )
     await server.start()
     for model in registry.models():

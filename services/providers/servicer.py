@@ -14,10 +14,13 @@ from contextlib import contextmanager
 import grpc
 from imagemesh.v1 import providers_pb2, providers_pb2_grpc
 
+from services.common.errors import ResourceExhausted
+from services.common.settings import MIB
 from services.providers import convert
 from services.providers.deadline import deadline_in
 from services.providers.registry import Registry
 from services.providers.rewrite import PromptRewriter
+from services.providers.types import ImagesResult
 from services.providers.upstream import RateLimited
 
 
@@ -34,9 +37,24 @@ def _call_scope(context: grpc.aio.ServicerContext) -> Iterator[None]:
 
 
 class ProvidersServicer(providers_pb2_grpc.ProvidersServicer):
-    def __init__(self, registry: Registry, rewriter: PromptRewriter) -> None:
+    def __init__(
+        self, registry: Registry, rewriter: PromptRewriter, max_message_bytes: int = 64 * MIB
+    ) -> None:
         self._registry = registry
         self._rewriter = rewriter
+        self._max_bytes = max_message_bytes
+
+    def _images(self, result: ImagesResult) -> providers_pb2.ProviderImagesResponse:
+        response = convert.images_response(result)
+        size = response.ByteSize()
+        if size > self._max_bytes:
+            # gRPC would refuse to send it with a bare "message larger than max": say what to do.
+            count = sum(len(g.images) for g in result.results)
+            raise ResourceExhausted(
+                f"the answer holds {count} images ({size // MIB} MB), over the "
+                f"{self._max_bytes // MIB} MB message limit; ask for fewer images per call"
+            )
+        return response
 
     async def Chat(self, request, context):  # noqa: N802 - gRPC method names
         with _call_scope(context):
@@ -54,13 +72,13 @@ class ProvidersServicer(providers_pb2_grpc.ProvidersServicer):
         with _call_scope(context):
             adapter = self._registry.ready_adapter_for(request.model, "generate")
             result = await adapter.generate(convert.image_spec(request))
-        return convert.images_response(result)
+        return self._images(result)
 
     async def EditImages(self, request, context):  # noqa: N802
         with _call_scope(context):
             adapter = self._registry.ready_adapter_for(request.model, "edit")
             result = await adapter.edit(convert.edit_spec(request))
-        return convert.images_response(result)
+        return self._images(result)
 
     async def ListModels(self, request, context):  # noqa: N802
         return convert.models_response(self._registry.models())

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.base import FakeProvider, Received
-from tests.fakes.pngs import png
+from tests.fakes.pngs import noise_png, png
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 SIZES = ("1024x1024", "1536x1024", "1024x1536", "auto")
@@ -62,6 +62,7 @@ class FakeOpenAI(FakeProvider):
         super().reset()
         self.reply: str | None = None  # fixed answer text; None echoes the last user message
         self.stream_error_after: int | None = None  # content chunks before a mid-stream error
+        self.noisy_images = False  # answer incompressible images (about 3 MB at 1024x1024)
 
     @property
     def base_url(self) -> str:
@@ -236,7 +237,10 @@ class FakeOpenAI(FakeProvider):
         size = str(fields.get("size", "auto"))
         width, height = (1024, 1024) if size == "auto" else map(int, size.split("x"))
         digest = hashlib.sha1(str(fields.get("prompt")).encode()).digest()
-        data = png(width, height, (digest[0], digest[1], digest[2]))
+        if self.noisy_images:
+            data = noise_png(width, height, digest[0])
+        else:
+            data = png(width, height, (digest[0], digest[1], digest[2]))
         n = int(fields.get("n", 1))
         return self._json(
             {

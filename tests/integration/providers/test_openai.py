@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.pngs import png
-from tests.support.providers import Running
+from tests.support.providers import Running, providers_settings, running_providers
 
 PNG = png(32, 32)
 P = providers_pb2
@@ -256,3 +256,16 @@ async def test_gpt_image_generation(providers: Running, openai_fake: FakeOpenAI)
     answer = await providers.stub.GenerateImages(request, timeout=20)
     assert [(_decoded(i).size) for i in answer.results[0].images] == [(1024, 1536)] * 2
     assert openai_fake.received("/images/generations")[-1].body["size"] == "1024x1536"
+
+
+async def test_an_answer_over_the_message_limit_says_so(
+    provider_fakes, openai_fake: FakeOpenAI
+) -> None:
+    openai_fake.noisy_images = True
+    settings = providers_settings(provider_fakes, max_message_bytes=4 * 1024 * 1024)
+    async with running_providers(settings) as running:
+        request = P.ProviderImageRequest(model="gpt-image-1", prompt="static", n=2)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await running.stub.GenerateImages(request, timeout=30)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "over the 4 MB message limit; ask for fewer images" in err.value.details()
