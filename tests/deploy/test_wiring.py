@@ -198,3 +198,44 @@ def test_everything_else_is_denied_by_default(rendered: dict[str, list[Obj]]):
         deny = named(objs, "NetworkPolicy", "default-deny-ingress")
         assert deny["spec"]["podSelector"] == {}, build
         assert "ingress" not in deny["spec"], build
+
+
+def test_every_selector_and_backend_points_at_something(rendered: dict[str, list[Obj]]):
+    """PDBs, HPAs, NetworkPolicies and Ingresses name things that exist (a typo'd label or
+    Service name renders and validates fine, and then silently protects nothing)."""
+    problems = []
+    for build, objs in rendered.items():
+        workloads = of_kind(objs, *WORKLOADS)
+        services = {s["metadata"]["name"]: s for s in of_kind(objs, "Service")}
+
+        def matches_any(selector: Obj, workloads: list[Obj] = workloads) -> bool:
+            return any(label_selector_matches(selector, pod_labels(w)) for w in workloads)
+
+        for pdb in of_kind(objs, "PodDisruptionBudget"):
+            if not matches_any(pdb["spec"]["selector"]):
+                problems.append(f"{build}: {ident(pdb)} selects no pods")
+        for hpa in of_kind(objs, "HorizontalPodAutoscaler"):
+            ref = hpa["spec"]["scaleTargetRef"]
+            if not any(
+                w["kind"] == ref["kind"] and w["metadata"]["name"] == ref["name"] for w in workloads
+            ):
+                problems.append(f"{build}: {ident(hpa)} scales {ref['kind']}/{ref['name']}")
+        for policy in of_kind(objs, "NetworkPolicy"):
+            selector = policy["spec"]["podSelector"]
+            if selector and not matches_any(selector):
+                problems.append(f"{build}: {ident(policy)} applies to no pods")
+            for rule in policy["spec"].get("ingress", []):
+                for peer in rule.get("from", []):
+                    local = "podSelector" in peer and "namespaceSelector" not in peer
+                    if local and not matches_any(peer["podSelector"]):
+                        problems.append(f"{build}: {ident(policy)} allows pods that don't exist")
+        for ingress in of_kind(objs, "Ingress"):
+            for rule in ingress["spec"].get("rules", []):
+                for path in rule["http"]["paths"]:
+                    backend = path["backend"]["service"]
+                    service = services.get(backend["name"])
+                    ports = service["spec"]["ports"] if service else []
+                    wanted = backend["port"].get("name", backend["port"].get("number"))
+                    if not any(wanted in (p.get("name"), p["port"]) for p in ports):
+                        problems.append(f"{build}: {ident(ingress)} -> {backend}")
+    assert problems == []
