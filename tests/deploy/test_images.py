@@ -25,8 +25,18 @@ from tests.deploy.images import (
 )
 from tests.deploy.manifests import ROOT, SERVICES, Obj, containers
 
-sys.path.insert(0, str(ROOT / "deploy" / "docker"))
-import requirements  # noqa: E402  (deploy/docker/requirements.py, stdlib only)
+
+def _load_requirements():
+    """deploy/docker/requirements.py (a script the Dockerfile runs, not a package module)."""
+    spec = importlib.util.spec_from_file_location(
+        "imagemesh_image_requirements", ROOT / "deploy" / "docker" / "requirements.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+requirements = _load_requirements()
 
 SLIM_SERVICES = ("gateway", "providers", "storage")
 # Import names of the distributions the slim images leave out.
