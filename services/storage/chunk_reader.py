@@ -14,7 +14,7 @@ import asyncio
 import concurrent.futures
 from collections.abc import AsyncIterator
 
-from services.common.errors import DeadlineExceeded, InvalidArgument
+from services.common.errors import Cancelled, DeadlineExceeded, InvalidArgument
 
 
 class ChunkReader:
@@ -36,6 +36,8 @@ class ChunkReader:
         self._idle_timeout = idle_timeout
         self.total = len(first)
         self._eof = False
+        self._abandoned = False
+        self._waiting: concurrent.futures.Future[bytes | None] | None = None
         self._check_total()
 
     def _check_total(self) -> None:
@@ -46,8 +48,21 @@ class ChunkReader:
                 f"header.size: {self._expected} bytes declared, more than that were sent"
             )
 
+    def abandon(self) -> None:
+        """The call is gone (cancelled, or shut down past its grace): stop reading at once.
+
+        The SDK's thread then sees an error and aborts its multipart upload, instead of holding
+        the thread until the idle timeout. Called on the event loop.
+        """
+        self._abandoned = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
     def _next_chunk(self) -> bytes | None:
+        if self._abandoned:
+            raise Cancelled("the upload was abandoned by its caller")
         future = asyncio.run_coroutine_threadsafe(anext(self._chunks, None), self._loop)
+        self._waiting = future
         try:
             return future.result(timeout=self._idle_timeout)
         except concurrent.futures.TimeoutError as exc:
@@ -55,6 +70,10 @@ class ChunkReader:
             raise DeadlineExceeded(
                 f"no chunk received for {self._idle_timeout:.0f} s; the upload was abandoned"
             ) from exc
+        except concurrent.futures.CancelledError as exc:
+            raise Cancelled("the upload was abandoned by its caller") from exc
+        finally:
+            self._waiting = None
 
     def read(self, size: int = -1) -> bytes:
         """Up to `size` bytes (all that is left when -1); b"" at the end. Blocks: not on the loop."""

@@ -81,10 +81,14 @@ class Uploader:
         size: int,
         chunks: AsyncIterator[bytes],
     ) -> Stored:
-        """Uploads chunks as they arrive; `size` (0 = unknown) is checked at the end."""
+        """Uploads chunks as they arrive; exactly `size` bytes must come, or nothing is stored.
+
+        The size is required because a cancelled gRPC call ends its request stream just like a
+        finished one (grpc.aio): without it, a cut upload would be stored truncated.
+        """
         mime, key = self._plan(content_type, name, prefix)
-        if size < 0:
-            raise InvalidArgument("header.size: must not be negative (0 = unknown)")
+        if size <= 0:
+            raise InvalidArgument("header.size: required; give the total number of bytes to send")
         if size > self._settings.max_object_bytes:
             raise InvalidArgument(
                 f"header.size: {size} bytes is over the {self._settings.max_object_bytes}-byte limit"
@@ -106,7 +110,11 @@ class Uploader:
             idle_timeout=self._settings.stream_idle_timeout_seconds,
         )
         # Length unknown to the SDK: it uploads part by part as the reader fills them.
-        etag = await self._store.put(key, reader, -1, mime, self._metadata())
+        try:
+            etag = await self._store.put(key, reader, -1, mime, self._metadata())
+        except asyncio.CancelledError:
+            reader.abandon()
+            raise
         return self._stored(key, mime, reader.total, etag)
 
     async def get(self, key: str) -> Fetched:

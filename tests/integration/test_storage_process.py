@@ -81,7 +81,7 @@ def test_sigterm_lets_an_upload_in_progress_finish(storage: Storage, s3_server) 
 
     def requests():
         yield storage_pb2.PutStreamRequest(
-            header=storage_pb2.PutHeader(content_type="image/png", name="drain.png")
+            header=storage_pb2.PutHeader(content_type="image/png", name="drain.png", size=len(data))
         )
         yield storage_pb2.PutStreamRequest(chunk=data[:MIB])
         send_the_rest.wait(30)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import httpx
@@ -101,12 +103,48 @@ async def test_put_stream_with_a_wrong_size_writes_nothing(stub, s3: Minio) -> N
     assert bucket_keys(s3, BUCKET) == before
 
 
+async def _eventually(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(predicate):
+        assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f} s"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_cancelled_put_stream_aborts_its_upload(stub, s3: Minio) -> None:
+    before = bucket_keys(s3, BUCKET)
+    hold = asyncio.Event()
+
+    async def requests():
+        yield storage_pb2.PutStreamRequest(
+            header=storage_pb2.PutHeader(
+                content_type="image/png", prefix="cancelled", size=20 * MIB
+            )
+        )
+        for _ in range(10):  # past the first 8 MiB part: the multipart upload has begun
+            yield storage_pb2.PutStreamRequest(chunk=os.urandom(MIB))
+        await hold.wait()  # and the stream never ends
+
+    def uploads() -> int:
+        # The SDK lists multipart uploads in progress only through this helper.
+        return len(s3._list_multipart_uploads(BUCKET, prefix="cancelled/").uploads)
+
+    call = stub.PutStream(requests())
+    try:
+        await _eventually(lambda: uploads() == 1, "the multipart upload")
+        call.cancel()
+        await _eventually(lambda: uploads() == 0, "the upload aborted")
+    finally:
+        hold.set()
+    assert bucket_keys(s3, BUCKET) == before
+
+
 @pytest.mark.parametrize(
     ("header", "chunks", "says"),
     [
-        (storage_pb2.PutHeader(content_type="image/png"), [], "no data after the header"),
-        (storage_pb2.PutHeader(content_type="text/plain"), [b"x"], "content_type: 'text/plain'"),
-        (storage_pb2.PutHeader(content_type="image/png", name="../x.png"), [b"x"], "'..'"),
+        (storage_pb2.PutHeader(content_type="image/png", size=1), [], "no data after the header"),
+        (storage_pb2.PutHeader(content_type="image/png"), [b"x"], "header.size: required"),
+        (storage_pb2.PutHeader(content_type="text/plain", size=1), [b"x"], "'text/plain'"),
+        (storage_pb2.PutHeader(content_type="image/png", name="../x.png", size=1), [b"x"], "'..'"),
         (None, [b"x"], "send a header first"),
     ],
 )
