@@ -11,6 +11,9 @@ the median round is reported. Variants:
 - gRPC hop only: the same Put refused at validation after the service received every byte (the
   cost of carrying the bytes through the mesh, without S3).
 
+Each variant also reports its CPU time per put (this client, the storage service and the S3
+server together), the steadier figure on a shared machine.
+
 Target: service Put reaches at least 0.8x the puts/s of direct, for every size. Two verdicts are
 printed: against the SDK used with its defaults (what a caller writing to S3 directly would get),
 and against direct with the same strategy as the service (one PUT), which isolates the mesh's own
@@ -29,6 +32,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 from imagemesh.v1 import storage_pb2, storage_pb2_grpc
@@ -47,6 +51,7 @@ BUCKET = "bench-storage"
 SIZES = [(1 * MB, 16), (8 * MB, 3)]
 ROUNDS = 7
 RESULTS = ROOT / "bench" / "results"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _start_servers() -> tuple[ServiceProcess, ServiceProcess, str, str]:
@@ -117,28 +122,47 @@ def _variants(
     }
 
 
-def _timed(put: Callable[[int], None], count: int) -> float:
-    start = time.perf_counter()
-    for i in range(count):
-        put(i)
-    return time.perf_counter() - start
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def _measure(client: Minio, stub: storage_pb2_grpc.StorageStub, size: int, count: int) -> dict:
+class _Meter:
+    """Wall time, and CPU time of this client, the storage service and the S3 server together:
+    on a shared machine the CPU per put is the steadier figure (it is what throughput costs)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self._pids = pids
+
+    def _cpu(self) -> float:
+        return time.process_time() + sum(_cpu_seconds(pid) for pid in self._pids)
+
+    def run(self, put: Callable[[int], None], count: int) -> tuple[float, float]:
+        cpu, start = self._cpu(), time.perf_counter()
+        for i in range(count):
+            put(i)
+        return time.perf_counter() - start, self._cpu() - cpu
+
+
+def _measure(
+    client: Minio, stub: storage_pb2_grpc.StorageStub, meter: _Meter, size: int, count: int
+) -> dict:
     variants = _variants(client, stub, os.urandom(size))
     for put in variants.values():
         put(0)  # warm connections and the bucket
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(ROUNDS):
         for name, put in variants.items():
-            seconds[name].append(_timed(put, count))
+            runs[name].append(meter.run(put, count))
     row: dict = {"size_mb": size // MB, "puts_per_round": count}
-    for name, runs in seconds.items():
-        median = statistics.median(runs)
+    for name, timings in runs.items():
+        wall = statistics.median(t[0] for t in timings)
+        cpu = statistics.median(t[1] for t in timings)
         row[name] = {
-            "puts_per_s": round(count / median, 1),
-            "mb_per_s": round(count * size / MB / median, 1),
-            "ms_per_put": round(median / count * 1000, 2),
+            "puts_per_s": round(count / wall, 1),
+            "mb_per_s": round(count * size / MB / wall, 1),
+            "ms_per_put": round(wall / count * 1000, 2),
+            "cpu_ms_per_put": round(cpu / count * 1000, 2),
         }
     service = row["service_put"]["puts_per_s"]
     row["ratio"] = round(service / row["direct_one_put"]["puts_per_s"], 3)
@@ -161,7 +185,9 @@ def main() -> dict:
         )
         with grpc.insecure_channel(target, options=channel_options()) as channel:
             stub = storage_pb2_grpc.StorageStub(channel)
-            rows = [_measure(client, stub, size, count) for size, count in SIZES]
+            assert s3.proc is not None and storage.proc is not None
+            meter = _Meter([s3.proc.pid, storage.proc.pid])
+            rows = [_measure(client, stub, meter, size, count) for size, count in SIZES]
     finally:
         storage.stop()
         s3.stop()
@@ -202,13 +228,15 @@ def _print(rows: list[dict], met: bool, met_defaults: bool) -> None:
         "service_put_stream",
         "grpc_hop_only",
     ]
-    print(f"{'':22}" + "".join(f"{r['size_mb']:>6} MB: puts/s   MB/s  ms/put" for r in rows))
+    head = "".join(f" | {r['size_mb']:>2} MB: puts/s   MB/s  ms/put  cpu ms" for r in rows)
+    print(f"{'':20}{head}")
     for name in names:
         cells = "".join(
-            f"{'':10}{r[name]['puts_per_s']:>6} {r[name]['mb_per_s']:>6} {r[name]['ms_per_put']:>7}"
+            f" | {'':6}{r[name]['puts_per_s']:>6} {r[name]['mb_per_s']:>6} "
+            f"{r[name]['ms_per_put']:>7} {r[name]['cpu_ms_per_put']:>7}"
             for r in rows
         )
-        print(f"{name:22}{cells}")
+        print(f"{name:20}{cells}")
     for r in rows:
         print(
             f"{r['size_mb']} MB: service Put / direct one PUT = {r['ratio']:.2f}x "
