@@ -19,10 +19,13 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 import grpc
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.common import requestid
 from services.common.errors import ServiceError
@@ -31,7 +34,24 @@ from services.gateway.tasks.store import TaskStore
 
 log = logging.getLogger("imagemesh.gateway.tasks")
 
-Runner = Callable[[TaskRecord], Awaitable[TaskOutput]]
+_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+FINISHED = Counter(
+    "imagemesh_tasks_finished",
+    "Task runs that ended here, by model and outcome",
+    ["model", "outcome"],
+)
+RUN_SECONDS = Histogram(
+    "imagemesh_task_run_seconds", "Time a task ran, by model", ["model"], buckets=_BUCKETS
+)
+QUEUE_SECONDS = Histogram(
+    "imagemesh_task_queue_seconds",
+    "Time from create to a worker's claim",
+    ["model"],
+    buckets=_BUCKETS,
+)
+RUNNING = Gauge("imagemesh_tasks_running", "Tasks this replica is running")
+
+Runner = Callable[[TaskRecord], Coroutine[Any, Any, TaskOutput]]
 Discard = Callable[[Sequence[str]], Awaitable[object]]
 
 # DashScope's task error codes, by the gRPC status a backend answered.
@@ -153,7 +173,12 @@ class TaskWorker:
             if self._stopping:
                 await self.store.release(task.id, self.worker_id)
                 return
-            await self.run_claimed(task)
+            try:
+                await self.run_claimed(task)
+            except Exception:
+                # E.g. the database went away while storing the outcome: the lease lapses and
+                # the task runs again; this slot goes on.
+                log.exception("task %s: recording its outcome failed", task.id)
             # Others may be queued behind it: claim again at once.
 
     async def _idle(self) -> None:
@@ -178,32 +203,43 @@ class TaskWorker:
     async def run_claimed(self, task: TaskRecord) -> None:
         """Runs one claimed task to its end and records the outcome."""
         token = requestid.set_request_id(task.request_id or requestid.new_request_id())
-        job = asyncio.create_task(self.runner(task), name=f"task-{task.id}")
+        job: asyncio.Task[TaskOutput] = asyncio.create_task(
+            self.runner(task), name=f"task-{task.id}"
+        )
         self._jobs[task.id] = job
         heartbeat = asyncio.create_task(self._heartbeat(task.id, job))
+        if task.started_at is not None:
+            QUEUE_SECONDS.labels(task.model).observe(
+                max(0.0, (task.started_at - task.created_at).total_seconds())
+            )
+        RUNNING.inc()
+        start = time.perf_counter()
         try:
             log.info("task %s (%s) started, attempt %d", task.id, task.model, task.attempts)
             # asyncio.wait, not await: a cancel of the job must not look like a cancel of us.
             await asyncio.wait([job])
-            await self._record(task, job)
+            RUN_SECONDS.labels(task.model).observe(time.perf_counter() - start)
+            FINISHED.labels(task.model, await self._record(task, job)).inc()
         except asyncio.CancelledError:
             job.cancel()  # we are torn down: the run must not outlive us (its lease will lapse)
             raise
         finally:
+            RUNNING.dec()
             heartbeat.cancel()
             self._jobs.pop(task.id, None)
             requestid.reset_request_id(token)
             if self.on_finished:
                 self.on_finished(task.id)
 
-    async def _record(self, task: TaskRecord, job: asyncio.Task[TaskOutput]) -> None:
+    async def _record(self, task: TaskRecord, job: asyncio.Task[TaskOutput]) -> str:
+        """Stores how the run ended; answers the outcome (a metrics label)."""
         if job.cancelled():
             if self._stopping:
                 released = await self.store.release(task.id, self.worker_id)
                 log.info("task %s returned to the queue on shutdown (%s)", task.id, released)
-            else:
-                log.info("task %s stopped: canceled or its lease was lost", task.id)
-            return
+                return "released"
+            log.info("task %s stopped: canceled or its lease was lost", task.id)
+            return "canceled"
         exc = job.exception()
         if exc is not None:
             code, message = failure_of(exc)
@@ -212,17 +248,17 @@ class TaskWorker:
                 # in ours instead of failing (queues in front of queues smooth bursts).
                 await self.store.defer(task.id, self.worker_id, self.busy_retry_seconds)
                 log.info("task %s deferred %.1f s: %s", task.id, self.busy_retry_seconds, message)
-                return
+                return "deferred"
             if code == "InternalError":
                 log.error("task %s failed", task.id, exc_info=exc)
             else:
                 log.info("task %s failed: %s %s", task.id, code, message)
             await self.store.fail(task.id, self.worker_id, code, message, self.retention_seconds)
-            return
+            return "failed"
         output = job.result()
         if await self.store.complete(task.id, self.worker_id, output, self.retention_seconds):
             log.info("task %s succeeded with %d images", task.id, len(output.images))
-            return
+            return "succeeded"
         # Canceled (or taken over) while the last step ran: nobody will read these images.
         log.info("task %s finished after it was canceled; deleting its images", task.id)
         if self.discard and output.keys:
@@ -230,6 +266,7 @@ class TaskWorker:
                 await self.discard(output.keys)
             except Exception:
                 log.exception("deleting the images of canceled task %s failed", task.id)
+        return "canceled"
 
     def _may_wait(self, task: TaskRecord) -> bool:
         waited = (self.store.clock() - task.created_at).total_seconds()
