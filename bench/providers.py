@@ -4,7 +4,9 @@ An OpenAI-style upstream that answers at once (`bench/_upstream.py`, its own pro
 two ways with the same non-streamed GPT-5 chat completion, in a closed loop at concurrency 1, 8
 and 32, in alternating rounds so that machine noise hits both alike:
 
-- direct: `httpx.AsyncClient.post("/v1/chat/completions")`, as a caller with its own key would;
+- direct: the same POST on a kept-alive connection per worker, written with asyncio streams (a
+  load generator must cost less than what it measures: httpx's pool, used here, spent more CPU
+  than the upstream at concurrency 8 and 32 and hid it);
 - providers: `Providers.Chat` over gRPC to `python -m services.providers` (real process, default
   settings, INFO logging), which makes the same upstream call with its pooled client.
 
@@ -103,21 +105,45 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+class RawClient:
+    """One kept-alive HTTP/1.1 connection per worker: the cheapest honest way to call upstream."""
+
+    def __init__(self, base: str, body: dict) -> None:
+        url = httpx.URL(base)
+        self.host, self.port = url.host, url.port or 80
+        payload = json.dumps(body).encode()
+        self.request = (
+            f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
+        ).encode() + payload
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def call(self) -> None:
+        if self.idle:
+            reader, writer = self.idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        writer.write(self.request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head.decode(errors="replace"))
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        json.loads(await reader.readexactly(length))
+        self.idle.append((reader, writer))
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
 async def _measure(base: str, target: str, providers_pid: int) -> list[dict]:
     body = {"model": "gpt-5", "messages": [{"role": "user", "content": PROMPT}]}
     request = providers_pb2.ChatRequest(model="gpt-5", prompt=PROMPT)
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with (
-        httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as client,
-        grpc.aio.insecure_channel(target, options=channel_options()) as channel,
-    ):
+    raw = RawClient(base, body)
+    async with grpc.aio.insecure_channel(target, options=channel_options()) as channel:
         stub = providers_pb2_grpc.ProvidersStub(channel)
-
-        async def direct() -> None:
-            response = await client.post("/chat/completions", json=body)
-            response.raise_for_status()
-            response.json()
+        direct = raw.call
 
         async def via() -> None:
             await stub.Chat(request, timeout=30)
@@ -151,6 +177,7 @@ async def _measure(base: str, target: str, providers_pid: int) -> list[dict]:
             row["providers_cpu_ms_per_req"] = round(cpu_ms, 3)
             row["providers_req_per_s_per_core"] = round(1000 / cpu_ms, 1) if cpu_ms else None
             rows.append(row)
+    raw.close()
     return rows
 
 

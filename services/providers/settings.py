@@ -9,6 +9,7 @@ regional hosts) can point the adapters elsewhere.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -47,6 +48,9 @@ class ProvidersSettings(ServerSettings):
     max_image_bytes: int = Field(default=50 * MIB, ge=1024)
     # Pooled connections per provider.
     max_connections: int = Field(default=100, ge=1)
+    # The connection pool under the httpx clients: "aiohttp" (less CPU per call) or "httpx"
+    # (httpcore's own).
+    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
 
     # prompt_extend (seed 002): the chat model that polishes prompts; empty disables rewriting.
     rewrite_model: str = "qwen-plus"

@@ -178,3 +178,16 @@ async def test_no_rewrite_model_configured(provider_fakes) -> None:
         )
     assert not answer.rewritten and answer.actual_prompt == "a fox"
     assert "PROVIDERS_REWRITE_MODEL" in answer.reason
+
+
+async def test_httpcores_own_pool_still_works(provider_fakes, openai_fake: FakeOpenAI) -> None:
+    """PROVIDERS_HTTP_TRANSPORT=httpx: the fallback if the aiohttp pool ever misbehaves."""
+    openai_fake.fail_next(503)
+    settings = providers_settings(provider_fakes, http_transport="httpx")
+    async with running_providers(settings) as running:
+        answer = await running.stub.Chat(P.ChatRequest(model="gpt-5", prompt="hi"), timeout=10)
+        chunks = [
+            c.delta
+            async for c in running.stub.ChatStream(P.ChatRequest(model="gpt-5", prompt="yo"))
+        ]
+    assert answer.text == "You said: hi" and "".join(chunks) == "You said: yo"
