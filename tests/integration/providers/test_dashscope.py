@@ -202,3 +202,13 @@ async def test_a_wrong_key_is_failed_precondition_naming_the_variable(
                 await running.stub.GenerateImages(request, timeout=10)
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert err.value.details().startswith("DASHSCOPE_API_KEY rejected by DashScope")
+
+
+async def test_a_result_image_over_the_size_cap_is_refused(provider_fakes) -> None:
+    settings = providers_settings(provider_fakes, max_image_bytes=1024)
+    async with running_providers(settings) as running:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            request = P.ProviderImageRequest(model="qwen-image-plus", prompt="x")
+            await running.stub.GenerateImages(request, timeout=10)
+    assert err.value.code() == grpc.StatusCode.ABORTED
+    assert "result image is larger than the 1024 byte limit" in err.value.details()
