@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from services.common.errors import ResourceExhausted
 from services.modelserver.images import EncodedImage, encode_image
 from services.modelserver.jobs import JobQueue, Progress, StepFn, StepHook
 from services.modelserver.limits import Sampling
@@ -73,7 +76,15 @@ class Runner:
 def _timed(work: Work) -> Callable[[StepFn], tuple[list[Any], float]]:
     def run(step: StepFn) -> tuple[list[Any], float]:
         started = time.perf_counter()
-        images = work(step)
+        try:
+            images = work(step)
+        except torch.OutOfMemoryError as exc:
+            # The request is too big for the device now; the server itself is fine.
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise ResourceExhausted(
+                "out of device memory for this request; ask for fewer images or a smaller size"
+            ) from exc
         return images, time.perf_counter() - started
 
     return run

@@ -72,7 +72,7 @@ def text_encoder(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLForConditionalGeneratio
         vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(SEED)
-    return Qwen2_5_VLForConditionalGeneration(config).eval()
+    return Qwen2_5_VLForConditionalGeneration(config)
 
 
 def transformer() -> QwenImageTransformer2DModel:
@@ -87,7 +87,7 @@ def transformer() -> QwenImageTransformer2DModel:
         joint_attention_dim=TEXT_HIDDEN,
         guidance_embeds=False,
         axes_dims_rope=(8, 12, 12),
-    ).eval()
+    )
 
 
 def vae() -> AutoencoderKLQwenImage:
@@ -100,7 +100,7 @@ def vae() -> AutoencoderKLQwenImage:
         dim_mult=[1, 2, 4, 4],
         num_res_blocks=1,
         temperal_downsample=[False, True, True],
-    ).eval()
+    )
 
 
 def scheduler() -> FlowMatchEulerDiscreteScheduler:

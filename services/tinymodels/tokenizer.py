@@ -16,6 +16,7 @@ token more; `template_prefix_length` lets a test prove it.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import Qwen2Tokenizer
@@ -65,7 +66,7 @@ def pipeline_templates() -> dict[str, tuple[str, int]]:
         (QwenImageEditPipeline, 6),
         (QwenImageEditPlusPipeline, 6),
     ):
-        pipe = cls(*([None] * parts))
+        pipe: Any = cls(*([None] * parts))
         found[cls.__name__] = (pipe.prompt_template_encode, pipe.prompt_template_encode_start_idx)
     return found
 
@@ -104,7 +105,7 @@ def train_tokenizer(vocab_size: int = VOCAB_SIZE) -> Qwen2Tokenizer:
         show_progress=False,
     )
     bpe.train_from_iterator(_training_text(templates), trainer)
-    merges = [
+    merges: Any = [
         tuple(m) if isinstance(m, list) else tuple(m.split(" "))
         for m in json.loads(bpe.to_str())["model"]["merges"]
     ]
@@ -117,4 +118,7 @@ def train_tokenizer(vocab_size: int = VOCAB_SIZE) -> Qwen2Tokenizer:
 
 
 def special_token_ids(tokenizer: Qwen2Tokenizer) -> dict[str, int]:
-    return {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    ids: dict[str, Any] = {
+        token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS
+    }
+    return {token: int(value) for token, value in ids.items()}

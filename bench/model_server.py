@@ -1,0 +1,220 @@
+"""Model server overhead: `pipeline(...)` in-process vs the same request through the gRPC server.
+
+Both sides run the same tiny Qwen-Image pipeline folder with the same arguments and seed (the
+server's own `TextToImagePipeline.arguments`), so both make the same pixels; the bench checks that
+the server's PNG decodes to exactly the in-process image. The server is a real
+`python -m services.qwen_image` process; the two sides never run at the same time, and their
+calls alternate round by round, so machine noise hits both alike. The median is reported.
+
+Cases: 256x256 and 1024x1024, 4 steps, n=1 and n=4. Target: the server adds at most 5% or 10 ms
+to the in-process median, whichever is larger. Also reported: the server's resident memory at
+rest (loaded, idle) and its peak (VmHWM) after each case.
+
+    python -m bench model_server           (or: make bench)
+    python -m bench.model_server --quick   (fewer rounds, 256x256 only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+import torch
+from imagemesh.v1 import qwen_image_pb2, qwen_image_pb2_grpc
+from PIL import Image
+
+from services.common.channels import channel_options
+from services.qwen_image.generator import GenerateSpec, Generator
+from services.qwen_image.pipeline import TextToImagePipeline
+from services.qwen_image.settings import QwenImageSettings
+from services.tinymodels import MODELS_DIR, TINY_IMAGE_DIR
+from tests.support.ports import free_port
+from tests.support.processes import ROOT, ServiceProcess, grpc_serving
+
+TARGET_RATIO = 0.05
+TARGET_MS = 10.0
+STEPS = 4
+SEED = 1234
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Case:
+    size: int
+    n: int
+    rounds: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.size}x{self.size} {STEPS} steps n={self.n}"
+
+
+CASES = [Case(256, 1, 7), Case(256, 4, 5), Case(1024, 1, 3), Case(1024, 4, 2)]
+QUICK_CASES = [Case(256, 1, 3), Case(256, 4, 2)]
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """Resident memory now (VmRSS) and its peak so far (VmHWM), MiB."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    return {"rss_mib": round(fields["VmRSS"], 1), "peak_mib": round(fields["VmHWM"], 1)}
+
+
+def start_server(settings_env: dict[str, str]) -> tuple[ServiceProcess, str]:
+    target = f"127.0.0.1:{free_port()}"
+    env = {
+        "QWEN_IMAGE_LISTEN": target,
+        "QWEN_IMAGE_METRICS_LISTEN": "",
+        "QWEN_IMAGE_LOG_LEVEL": "WARNING",
+        **settings_env,
+    }
+    process = ServiceProcess.module(
+        "bench-qwen_image",
+        "services.qwen_image",
+        env=env,
+        ready=lambda: grpc_serving(target),
+        ready_timeout=300,
+    ).start()
+    return process, target
+
+
+def run_case(
+    case: Case, local: TextToImagePipeline, generator: Generator, stub, pid: int
+) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    request = qwen_image_pb2.GenerateRequest(
+        prompt="a lighthouse on a cliff at dusk, oil painting",
+        width=case.size,
+        height=case.size,
+        num_inference_steps=STEPS,
+        num_images=case.n,
+        seed=SEED,
+    )
+    job = generator.check(
+        GenerateSpec(
+            prompt=request.prompt,
+            width=case.size,
+            height=case.size,
+            num_inference_steps=STEPS,
+            num_images=case.n,
+            seed=SEED,
+        )
+    )
+    in_process: list[float] = []
+    served: list[float] = []
+    local_images = served_images = None
+    for index in range(case.rounds):
+        order = ("local", "server") if index % 2 == 0 else ("server", "local")
+        for side in order:
+            started = time.perf_counter()
+            if side == "local":
+                local_images = local.loaded.pipe(**local.arguments(job)).images
+                in_process.append(time.perf_counter() - started)
+            else:
+                served_images = stub.Generate(request, timeout=1800).images
+                served.append(time.perf_counter() - started)
+    assert local_images is not None and served_images is not None
+    identical = all(
+        np.array_equal(np.asarray(a), np.asarray(Image.open(io.BytesIO(b.data)).convert("RGB")))
+        for a, b in zip(local_images, served_images, strict=True)
+    )
+    local_p50, served_p50 = statistics.median(in_process), statistics.median(served)
+    added_ms = (served_p50 - local_p50) * 1000
+    allowed_ms = max(TARGET_RATIO * local_p50 * 1000, TARGET_MS)
+    return {
+        "case": case.name,
+        "rounds": case.rounds,
+        "in_process_p50_s": round(local_p50, 4),
+        "server_p50_s": round(served_p50, 4),
+        "added_ms": round(added_ms, 1),
+        "ratio": round(served_p50 / local_p50, 4),
+        "allowed_ms": round(allowed_ms, 1),
+        "met": added_ms <= allowed_ms,
+        "same_pixels": identical,
+        "server_memory_after": memory_mib(pid),
+        "in_process_s": [round(t, 4) for t in in_process],
+        "server_s": [round(t, 4) for t in served],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.model_server")
+    parser.add_argument("--quick", action="store_true", help="256x256 only, fewer rounds")
+    args = parser.parse_args(argv if argv is not None else [])
+    from services.tinymodels.builder import build_all
+
+    build_all(MODELS_DIR)
+    process, target = start_server({"QWEN_IMAGE_LOCATION": str(TINY_IMAGE_DIR)})
+    try:
+        assert process.proc is not None
+        pid = process.proc.pid
+        at_rest = memory_mib(pid)
+        settings = QwenImageSettings(location=str(TINY_IMAGE_DIR))
+        local = TextToImagePipeline.load(settings)
+        generator = Generator(settings, local)
+        rows = []
+        with grpc.insecure_channel(target, options=channel_options()) as channel:
+            stub = qwen_image_pb2_grpc.ImageGenerationStub(channel)
+            stub.Generate(  # warm both sides once: first calls pay for lazy initialisation
+                qwen_image_pb2.GenerateRequest(
+                    prompt="warm up", width=64, height=64, num_inference_steps=2
+                )
+            )
+            local.loaded.pipe(prompt="warm up", width=64, height=64, num_inference_steps=2)
+            for case in QUICK_CASES if args.quick else CASES:
+                row = run_case(case, local, generator, stub, pid)
+                rows.append(row)
+                print(
+                    f"{row['case']:<26} in-process {row['in_process_p50_s']:8.3f} s   "
+                    f"server {row['server_p50_s']:8.3f} s   added {row['added_ms']:8.1f} ms "
+                    f"(allowed {row['allowed_ms']:.1f})   ratio {row['ratio']:.3f}   "
+                    f"{'MET' if row['met'] else 'NOT MET'}   same pixels: {row['same_pixels']}   "
+                    f"server peak {row['server_memory_after']['peak_mib']:.0f} MiB",
+                    flush=True,
+                )
+    finally:
+        process.stop()
+    met = all(row["met"] for row in rows)
+    print(
+        f"server memory at rest: {at_rest['rss_mib']:.0f} MiB resident "
+        f"(peak while loading {at_rest['peak_mib']:.0f} MiB); "
+        f"peak under load: {max(r['server_memory_after']['peak_mib'] for r in rows):.0f} MiB"
+    )
+    print(
+        f"target: server adds <= {TARGET_RATIO:.0%} or <= {TARGET_MS:.0f} ms: "
+        f"{'MET' if met else 'NOT MET'}"
+    )
+    result = {
+        "benchmark": "model_server",
+        "target": f"server p50 - in-process p50 <= max({TARGET_RATIO:.0%}, {TARGET_MS:.0f} ms)",
+        "met": met,
+        "server_memory_at_rest": at_rest,
+        "cases": rows,
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_average": os.getloadavg(),
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "model_server.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
