@@ -84,6 +84,7 @@ def test_the_envelope_and_request_id(client: openai.OpenAI) -> None:
     body = raw.http_response.json()
     assert (body["code"], body["message"], body["request_id"]) == (0, "success", "req-envelope-1")
     assert raw.http_response.headers["x-request-id"] == "req-envelope-1"
+    assert "model;dur=" in raw.http_response.headers["server-timing"]
     assert isinstance(body["created"], int)
     assert body["usage"] == {"width": 64, "height": 64, "image_count": 1}
     assert body["model"] == "qwen-image"

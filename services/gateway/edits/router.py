@@ -13,6 +13,7 @@ from services.gateway.edits.protocol import EditFormRequest, EditJsonRequest, fo
 from services.gateway.edits.serving import ImageEditService
 from services.gateway.errors import invalid
 from services.gateway.images.protocol import OpenAIImagesResponse, openai_answer
+from services.gateway.images.serving import Outcome
 from services.gateway.validation import parse
 
 router = APIRouter(tags=["images"])
@@ -32,7 +33,8 @@ async def edits(request: Request) -> JSONResponse:
         spec = await _form(request)
     else:
         spec = json_spec(parse(EditJsonRequest, await read_json(request)))
-    return JSONResponse(openai_answer(await service.edit(spec)))
+    outcome = await service.edit(spec)
+    return JSONResponse(openai_answer(outcome), headers=_timing(outcome))
 
 
 async def _form(request: Request) -> Any:
@@ -59,3 +61,8 @@ async def _form(request: Request) -> Any:
 
 async def _part(value: UploadFile | str) -> bytes | str:
     return await value.read() if isinstance(value, UploadFile) else value
+
+
+def _timing(outcome: Outcome) -> dict[str, str]:
+    """Where the time went (Server-Timing: shown by browsers' dev tools, read by bench/)."""
+    return {"Server-Timing": outcome.server_timing()}

@@ -7,6 +7,7 @@ ImageEditing.Edit call, hosted ones Providers.EditImages. Plain class: testable 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from imagemesh.v1 import common_pb2, providers_pb2, qwen_edit_pb2
 
@@ -46,6 +47,8 @@ class ImageEditService:
         loaded = await asyncio.gather(*(self._load(ref) for ref in refs))
         images = loaded[: len(spec.images)]
         mask = loaded[len(spec.images)] if spec.mask else None
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
         if entry.local:
             result = await self._backends.unary(
                 entry.backend,
@@ -55,6 +58,7 @@ class ImageEditService:
                 what=entry.name,
             )
             made, revised, warnings = list(result.images), None, []
+            timings["model"] = result.elapsed_seconds * 1000
         else:
             response = await self._backends.unary(
                 "providers",
@@ -66,13 +70,22 @@ class ImageEditService:
             made = [image for group in response.results for image in group.images]
             revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
             warnings = list(response.warnings)
+        timings["backend"] = (time.perf_counter() - start) * 1000
         if not made:
             detail = f": {'; '.join(warnings)}" if warnings else ""
             raise ApiError(502, f"{entry.name} returned no images{detail}")
+        start = time.perf_counter()
         delivered = await self._delivery.deliver(made, spec.response_format)
+        timings["delivery"] = (time.perf_counter() - start) * 1000
         width, height = first_size(made, spec.width, spec.height)
         return Outcome(
-            entry.name, delivered, width, height, revised_prompt=revised, warnings=warnings
+            entry.name,
+            delivered,
+            width,
+            height,
+            revised_prompt=revised,
+            warnings=warnings,
+            timings=timings,
         )
 
     async def _load(self, ref: ImageRef) -> bytes:

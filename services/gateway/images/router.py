@@ -16,7 +16,7 @@ from services.gateway.images.protocol import (
     openai_answer,
     openai_spec,
 )
-from services.gateway.images.serving import ImageGenerationService
+from services.gateway.images.serving import ImageGenerationService, Outcome
 from services.gateway.validation import parse
 
 router = APIRouter(tags=["images"])
@@ -34,6 +34,11 @@ async def generations(request: Request) -> JSONResponse:
     service: ImageGenerationService = request.app.state.images
     if "input" in body:
         outcome = await service.generate(dashscope_spec(parse(DashScopeImageRequest, body)))
-        return JSONResponse(dashscope_answer(outcome))
+        return JSONResponse(dashscope_answer(outcome), headers=_timing(outcome))
     outcome = await service.generate(openai_spec(parse(OpenAIImageRequest, body)))
-    return JSONResponse(openai_answer(outcome))
+    return JSONResponse(openai_answer(outcome), headers=_timing(outcome))
+
+
+def _timing(outcome: Outcome) -> dict[str, str]:
+    """Where the time went (Server-Timing: shown by browsers' dev tools, read by bench/)."""
+    return {"Server-Timing": outcome.server_timing()}

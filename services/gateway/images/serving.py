@@ -36,6 +36,12 @@ class Outcome:
     created: int = field(default_factory=lambda: int(time.time()))
     revised_prompt: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Milliseconds spent where, for the Server-Timing header: "backend" (the gRPC call), "model"
+    # (the pipeline itself, as the model server reports it), "delivery" (storage or base64).
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def server_timing(self) -> str:
+        return ", ".join(f"{name};dur={ms:.1f}" for name, ms in self.timings.items())
 
 
 def check_count(n: int, entry: Entry, prefix: str = "") -> None:
@@ -70,9 +76,11 @@ class ImageGenerationService:
         check_count(spec.n, entry, spec.param_prefix)
         revised: str | None = None
         warnings: list[str] = []
+        timings: dict[str, float] = {}
         if entry.local:
             require_multiple_of_16(spec.width, spec.height, entry.name, spec.param_prefix)
             revised = await self._extend(spec)
+            start = time.perf_counter()
             result = await self._backends.unary(
                 entry.backend,
                 self._backends.qwen_image.Generate,
@@ -80,8 +88,11 @@ class ImageGenerationService:
                 deadline=self._settings.generate_deadline_seconds,
                 what=entry.name,
             )
+            timings["backend"] = (time.perf_counter() - start) * 1000
+            timings["model"] = result.elapsed_seconds * 1000
             images = list(result.images)
         else:
+            start = time.perf_counter()
             response = await self._backends.unary(
                 "providers",
                 self._backends.providers.GenerateImages,
@@ -89,16 +100,25 @@ class ImageGenerationService:
                 deadline=self._settings.generate_deadline_seconds,
                 what=entry.name,
             )
+            timings["backend"] = (time.perf_counter() - start) * 1000
             images = [image for group in response.results for image in group.images]
             revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
             warnings = list(response.warnings)
         if not images:
             detail = f": {'; '.join(warnings)}" if warnings else ""
             raise ApiError(502, f"{entry.name} returned no images{detail}")
+        start = time.perf_counter()
         delivered = await self._delivery.deliver(images, spec.response_format)
+        timings["delivery"] = (time.perf_counter() - start) * 1000
         width, height = first_size(images, spec.width, spec.height)
         return Outcome(
-            entry.name, delivered, width, height, revised_prompt=revised, warnings=warnings
+            entry.name,
+            delivered,
+            width,
+            height,
+            revised_prompt=revised,
+            warnings=warnings,
+            timings=timings,
         )
 
     async def _extend(self, spec: GenerationSpec) -> str | None:
