@@ -77,7 +77,7 @@ class Catalog:
             parsed = CatalogFile.model_validate(raw)
         except ValidationError as exc:
             raise CatalogError(f"model catalogue {path} is invalid: {exc}") from exc
-        return cls(parsed.models, dict(parsed.defaults))
+        return cls(parsed.models, {str(kind): name for kind, name in parsed.defaults.items()})
 
     def names(self, kind: str | None = None) -> list[str]:
         return [e.name for e in self.entries if kind is None or kind in e.kinds]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -118,7 +118,7 @@ class Backends:
             return "UNREACHABLE"
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
-    async def healths(self, backends: list[str]) -> dict[str, str]:
+    async def healths(self, backends: Sequence[str]) -> dict[str, str]:
         results = await asyncio.gather(*(self.health(name) for name in backends))
         return dict(zip(backends, results, strict=True))
 

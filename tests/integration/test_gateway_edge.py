@@ -3,16 +3,28 @@ passed to the model server, CORS, /metrics and the OpenAPI docs."""
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.support.mesh import Mesh
 from tests.support.ports import free_port
 from tests.support.processes import ServiceProcess, port_open
 
 KEY = "sk-test-3f9a7c1e"
+IMAGE_CAP = 64 * 1024
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 REQUEST = {
     "prompt": "a cat",
     "size": "64x64",
@@ -30,6 +42,7 @@ def keyed(mesh: Mesh) -> Iterator[str]:
         "GATEWAY_PORT": str(port),
         "GATEWAY_API_KEYS": f"other-key,{KEY}",
         "GATEWAY_CORS_ORIGINS": "https://app.example",
+        "GATEWAY_MAX_IMAGE_BYTES": str(IMAGE_CAP),
     }
     process = ServiceProcess.module(
         "gateway-keyed", "services.gateway", env=env, ready=lambda: port_open("127.0.0.1", port)
@@ -55,6 +68,25 @@ def test_the_right_key_passes_and_probes_need_none(keyed: str) -> None:
     assert answer.status_code == 200
     assert httpx.get(f"{keyed}/healthz").status_code == 200
     assert httpx.get(f"{keyed}/readyz").status_code == 200
+
+
+def test_an_image_over_the_per_image_cap_is_413(keyed: str) -> None:
+    noise = io.BytesIO()
+    Image.frombytes("RGB", (256, 256), os.urandom(256 * 256 * 3)).save(noise, format="PNG")
+    assert len(noise.getvalue()) > IMAGE_CAP
+    auth = {"Authorization": f"Bearer {KEY}"}
+    answer = httpx.post(
+        f"{keyed}/v1/images/edits",
+        data={"prompt": "a hat"},
+        files=[
+            ("image", ("a.png", png_bytes(), "image/png")),
+            ("image", ("b.png", noise.getvalue(), "image/png")),
+        ],
+        headers=auth,
+    )
+    body = answer.json()
+    assert answer.status_code == 413 and body["error"]["param"] == "image[1]", body
+    assert "per-image limit" in body["message"]
 
 
 def test_cors_preflight(keyed: str) -> None:
