@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common import requestid
 from services.common.errors import ServiceError
+from services.gateway.disconnect import ClientGone
 
 log = logging.getLogger("imagemesh.gateway")
 
@@ -202,6 +203,10 @@ def install(app: FastAPI) -> None:
         err = ApiError(exc.status_code, message, headers=dict(exc.headers or {}))
         return error_response(err)
 
+    async def client_gone(_: Request, exc: Exception) -> JSONResponse:
+        # Nobody reads this; 499 (nginx's "client closed request") keeps the metrics honest.
+        return error_response(ApiError(499, "the client disconnected before the answer"))
+
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
         rid = requestid.get_request_id()
@@ -211,4 +216,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ClientGone, client_gone)
     app.add_exception_handler(Exception, unexpected)

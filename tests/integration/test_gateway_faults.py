@@ -4,6 +4,8 @@ Retry-After)."""
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Iterator
 
 import grpc
@@ -72,8 +74,11 @@ def test_a_full_queue_is_429_with_retry_after(whole_mesh: Mesh) -> None:
             for index in range(mesh.max_queue + 1):
                 call = stub.GenerateStream(slow, timeout=120)
                 calls.append(call)
-                # The first event says where the job stands: running (0) or queued behind others.
+                # The first event says where the job stands: running (0) or queued behind others
+                # (the first may wait for an earlier test's cancelled job to stop).
                 first = next(call)
+                while index == 0 and first.progress.queue_position != 0:
+                    first = next(call)
                 assert first.progress.queue_position == index, first
             answer = httpx.post(
                 f"{mesh.gateway_url}/v1/images/generations", json=REQUEST, timeout=60
@@ -86,3 +91,34 @@ def test_a_full_queue_is_429_with_retry_after(whole_mesh: Mesh) -> None:
     assert body["code"] == 429 and "queue full" in body["message"]
     assert int(answer.headers["retry-after"]) >= 1
     assert body["error"]["type"] == "rate_limit_error"
+
+
+def test_a_client_that_hangs_up_frees_the_model_server(whole_mesh: Mesh) -> None:
+    """The gateway's job waits behind a long one; its client hangs up; the model server drops
+    it (its Generate call ends while the long job is still running)."""
+    mesh = whole_mesh
+    long_job = qwen_image_pb2.GenerateRequest(
+        prompt="long", width=512, height=512, num_inference_steps=100
+    )
+    body = json.dumps(REQUEST).encode()
+    with grpc.insecure_channel(mesh.targets["qwen_image"]) as channel:
+        stub = qwen_image_pb2_grpc.ImageGenerationStub(channel)
+        running = stub.GenerateStream(long_job, timeout=300)
+        try:
+            # Earlier tests' cancelled jobs may still be stopping: wait for this one to run.
+            while next(running).progress.queue_position != 0:
+                pass
+            client = socket.create_connection(("127.0.0.1", mesh.gateway_port))
+            client.sendall(
+                b"POST /v1/images/generations HTTP/1.1\r\nHost: gateway\r\n"
+                b"Content-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            wait_until(lambda: mesh.in_flight("qwen_image", "Generate") == 1, 30, "queued")
+            client.close()
+            wait_until(lambda: mesh.in_flight("qwen_image", "Generate") == 0, 30, "dropped")
+            # The long job is still running: the gateway's job ended because it was dropped.
+            assert next(running).progress.step >= 0
+        finally:
+            running.cancel()

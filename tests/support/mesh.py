@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ports import free_port
 from tests.support.processes import ServiceProcess, grpc_serving, wait_until
@@ -37,6 +38,8 @@ class Mesh:
     gateway_port: int
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
     max_queue: int = MAX_QUEUE
+    # Prometheus ports of the model servers (the others run without metrics).
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def gateway_url(self) -> str:
@@ -55,6 +58,17 @@ class Mesh:
             return lambda: _http_ok(f"{self.gateway_url}/healthz")
         target = self.targets[name]
         return lambda: grpc_serving(target)
+
+    def in_flight(self, name: str, method: str) -> float:
+        """A model server's `imagemesh_grpc_in_flight` for a method such as `Generate`."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_ports[name]}/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "imagemesh_grpc_in_flight" and sample.labels["method"].endswith(
+                    f"/{method}"
+                ):
+                    return float(sample.value)
+        return 0.0
 
     def ensure_running(self, name: str, timeout: float = 120) -> None:
         """Starts a process a test stopped, and waits until it serves."""
@@ -79,7 +93,8 @@ def start_mesh(
         for name in ("storage", "qwen_image", "qwen_edit", "providers")
     }
     mesh = Mesh(s3_endpoint=s3_endpoint, targets=targets, gateway_port=free_port())
-    model_limits = {"MAX_QUEUE": str(MAX_QUEUE), "METRICS_LISTEN": "", "DEFAULT_STEPS": "2"}
+    mesh.metrics_ports = {"qwen_image": free_port(), "qwen_edit": free_port()}
+    model_limits = {"MAX_QUEUE": str(MAX_QUEUE), "DEFAULT_STEPS": "2"}
     envs = {
         "storage": {
             **s3_env,
@@ -89,10 +104,12 @@ def start_mesh(
         },
         "qwen_image": {
             "QWEN_IMAGE_LISTEN": targets["qwen_image"],
+            "QWEN_IMAGE_METRICS_LISTEN": f"127.0.0.1:{mesh.metrics_ports['qwen_image']}",
             **{f"QWEN_IMAGE_{k}": v for k, v in model_limits.items()},
         },
         "qwen_edit": {
             "QWEN_IMAGE_EDIT_LISTEN": targets["qwen_edit"],
+            "QWEN_IMAGE_EDIT_METRICS_LISTEN": f"127.0.0.1:{mesh.metrics_ports['qwen_edit']}",
             **{f"QWEN_IMAGE_EDIT_{k}": v for k, v in model_limits.items()},
         },
         # No provider keys: hosted models answer 503 "set ..._API_KEY" (tests may add fakes).

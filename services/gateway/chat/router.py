@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from services.gateway.bodies import json_body, read_json
 from services.gateway.chat.protocol import ChatCompletionRequest
 from services.gateway.chat.serving import ChatService
+from services.gateway.disconnect import unless_disconnected
 from services.gateway.errors import ApiError, error_body
 from services.gateway.validation import parse
 
@@ -33,7 +34,7 @@ async def chat_completions(request: Request) -> Any:
     body = parse(ChatCompletionRequest, await read_json(request))
     service: ChatService = request.app.state.chat
     if not body.stream:
-        return JSONResponse(await service.complete(body))
+        return JSONResponse(await unless_disconnected(request, service.complete(body)))
     chunks = service.stream(body)
     first = await anext(chunks, None)
     return StreamingResponse(

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from services.gateway.bodies import json_body, read_json
+from services.gateway.disconnect import unless_disconnected
 from services.gateway.edits.protocol import EditFormRequest, EditJsonRequest, form_spec, json_spec
 from services.gateway.edits.serving import ImageEditService
 from services.gateway.errors import invalid
@@ -33,7 +34,7 @@ async def edits(request: Request) -> JSONResponse:
         spec = await _form(request)
     else:
         spec = json_spec(parse(EditJsonRequest, await read_json(request)))
-    outcome = await service.edit(spec)
+    outcome = await unless_disconnected(request, service.edit(spec))
     return JSONResponse(openai_answer(outcome), headers=_timing(outcome))
 
 

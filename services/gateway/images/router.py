@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.gateway.bodies import json_body, read_json
+from services.gateway.disconnect import unless_disconnected
 from services.gateway.images.protocol import (
     DashScopeImageRequest,
     DashScopeImagesResponse,
@@ -33,9 +34,11 @@ async def generations(request: Request) -> JSONResponse:
     body = await read_json(request)
     service: ImageGenerationService = request.app.state.images
     if "input" in body:
-        outcome = await service.generate(dashscope_spec(parse(DashScopeImageRequest, body)))
+        spec = dashscope_spec(parse(DashScopeImageRequest, body))
+        outcome = await unless_disconnected(request, service.generate(spec))
         return JSONResponse(dashscope_answer(outcome), headers=_timing(outcome))
-    outcome = await service.generate(openai_spec(parse(OpenAIImageRequest, body)))
+    spec = openai_spec(parse(OpenAIImageRequest, body))
+    outcome = await unless_disconnected(request, service.generate(spec))
     return JSONResponse(openai_answer(outcome), headers=_timing(outcome))
 
 
