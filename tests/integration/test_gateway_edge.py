@@ -43,6 +43,8 @@ def keyed(mesh: Mesh) -> Iterator[str]:
         "GATEWAY_API_KEYS": f"other-key,{KEY}",
         "GATEWAY_CORS_ORIGINS": "https://app.example",
         "GATEWAY_MAX_IMAGE_BYTES": str(IMAGE_CAP),
+        # Far shorter than any generation: every one of this gateway's generations times out.
+        "GATEWAY_GENERATE_DEADLINE_SECONDS": "0.01",
     }
     process = ServiceProcess.module(
         "gateway-keyed", "services.gateway", env=env, ready=lambda: port_open("127.0.0.1", port)
@@ -87,6 +89,18 @@ def test_an_image_over_the_per_image_cap_is_413(keyed: str) -> None:
     body = answer.json()
     assert answer.status_code == 413 and body["error"]["param"] == "image[1]", body
     assert "per-image limit" in body["message"]
+
+
+def test_a_passed_deadline_is_504(keyed: str) -> None:
+    answer = httpx.post(
+        f"{keyed}/v1/images/generations",
+        json=REQUEST,
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=60,
+    )
+    body = answer.json()
+    assert answer.status_code == 504 and body["code"] == 504, body
+    assert "qwen-image did not answer within the deadline" in body["message"]
 
 
 def test_cors_preflight(keyed: str) -> None:
