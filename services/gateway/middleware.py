@@ -65,11 +65,12 @@ class RequestContext:
         token = requestid.set_request_id(rid)
         start = time.perf_counter()
         status = 500
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 headers.append((b"x-request-id", rid.encode()))
                 message = {**message, "headers": headers}
@@ -78,6 +79,13 @@ class RequestContext:
         IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:  # noqa: BLE001 - answered here, while the request id is still set
+            # Starlette's own last-resort handler runs outside this middleware, after the id
+            # is gone; this one answers the envelope with the id and logs the traceback.
+            log.exception("unhandled error")
+            if not started:
+                rid_message = f"internal error; request id {rid}"
+                await error_response(ApiError(500, rid_message))(scope, receive, send_with_id)
         finally:
             IN_FLIGHT.dec()
             elapsed = time.perf_counter() - start
