@@ -3,8 +3,11 @@
 Both sides run the same tiny Qwen-Image pipeline folder with the same arguments and seed (the
 server's own `TextToImagePipeline.arguments`), so both make the same pixels; the bench checks that
 the server's PNG decodes to exactly the in-process image. The server is a real
-`python -m services.qwen_image` process; the two sides never run at the same time, and their
-calls alternate round by round, so machine noise hits both alike. The median is reported.
+`python -m services.qwen_image` process; no two sides ever run at the same time, and the order of
+the calls rotates round by round, so drifting machine load hits every side alike. Medians are
+reported. The in-process pipeline is timed on the main thread (what `pipeline(...)` in a script
+does) and on a worker thread (where the server runs it); the target is judged against the faster
+of the two, because on a loaded shared machine torch's speed differs between those two.
 
 Cases: 256x256 and 1024x1024, 4 steps, n=1 and n=4. Target: the server adds at most 5% or 10 ms
 to the in-process median, whichever is larger. Also reported: the server's resident memory at
@@ -24,7 +27,9 @@ import platform
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import numpy as np
@@ -40,6 +45,7 @@ from services.tinymodels import MODELS_DIR, TINY_IMAGE_DIR
 from tests.support.ports import free_port
 from tests.support.processes import ROOT, ServiceProcess, grpc_serving
 
+SIDES = ["in-process", "in-process thread", "server"]
 TARGET_RATIO = 0.05
 TARGET_MS = 10.0
 STEPS = 4
@@ -92,8 +98,13 @@ def start_server(settings_env: dict[str, str]) -> tuple[ServiceProcess, str]:
 
 
 def run_case(
-    case: Case, local: TextToImagePipeline, generator: Generator, stub, pid: int
-) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    case: Case,
+    local: TextToImagePipeline,
+    generator: Generator,
+    stub: qwen_image_pb2_grpc.ImageGenerationStub,
+    thread: ThreadPoolExecutor,
+    pid: int,
+) -> dict[str, Any]:
     request = qwen_image_pb2.GenerateRequest(
         prompt="a lighthouse on a cliff at dusk, oil painting",
         width=case.size,
@@ -112,30 +123,43 @@ def run_case(
             seed=SEED,
         )
     )
-    in_process: list[float] = []
-    served: list[float] = []
-    local_images = served_images = None
+    times: dict[str, list[float]] = {side: [] for side in SIDES}
+    outputs: dict[str, object] = {}
+
+    def call(side: str) -> None:
+        if side == "server":
+            outputs[side] = stub.Generate(request, timeout=1800).images
+        elif side == "in-process":
+            outputs[side] = local.loaded.pipe(**local.arguments(job)).images
+        else:
+            outputs[side] = thread.submit(
+                lambda: local.loaded.pipe(**local.arguments(job)).images
+            ).result()
+
     for index in range(case.rounds):
-        order = ("local", "server") if index % 2 == 0 else ("server", "local")
-        for side in order:
+        # Rotate the order each round, so drift in machine load hits every side alike.
+        for side in SIDES[index % 3 :] + SIDES[: index % 3]:
             started = time.perf_counter()
-            if side == "local":
-                local_images = local.loaded.pipe(**local.arguments(job)).images
-                in_process.append(time.perf_counter() - started)
-            else:
-                served_images = stub.Generate(request, timeout=1800).images
-                served.append(time.perf_counter() - started)
-    assert local_images is not None and served_images is not None
+            call(side)
+            times[side].append(time.perf_counter() - started)
     identical = all(
         np.array_equal(np.asarray(a), np.asarray(Image.open(io.BytesIO(b.data)).convert("RGB")))
-        for a, b in zip(local_images, served_images, strict=True)
+        for a, b in zip(outputs["in-process"], outputs["server"], strict=True)  # type: ignore[call-overload]
     )
-    local_p50, served_p50 = statistics.median(in_process), statistics.median(served)
+    medians = {side: statistics.median(values) for side, values in times.items()}
+    # The fairer of the two in-process figures is the faster one: on a loaded machine, torch on
+    # the main thread and torch on a worker thread (where the server runs it) can differ.
+    local_p50, served_p50 = (
+        min(medians["in-process"], medians["in-process thread"]),
+        medians["server"],
+    )
     added_ms = (served_p50 - local_p50) * 1000
     allowed_ms = max(TARGET_RATIO * local_p50 * 1000, TARGET_MS)
     return {
         "case": case.name,
         "rounds": case.rounds,
+        "in_process_main_thread_p50_s": round(medians["in-process"], 4),
+        "in_process_worker_thread_p50_s": round(medians["in-process thread"], 4),
         "in_process_p50_s": round(local_p50, 4),
         "server_p50_s": round(served_p50, 4),
         "added_ms": round(added_ms, 1),
@@ -144,8 +168,7 @@ def run_case(
         "met": added_ms <= allowed_ms,
         "same_pixels": identical,
         "server_memory_after": memory_mib(pid),
-        "in_process_s": [round(t, 4) for t in in_process],
-        "server_s": [round(t, 4) for t in served],
+        "seconds": {side: [round(t, 4) for t in values] for side, values in times.items()},
     }
 
 
@@ -165,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         local = TextToImagePipeline.load(settings)
         generator = Generator(settings, local)
         rows = []
+        thread = ThreadPoolExecutor(max_workers=1)
         with grpc.insecure_channel(target, options=channel_options()) as channel:
             stub = qwen_image_pb2_grpc.ImageGenerationStub(channel)
             stub.Generate(  # warm both sides once: first calls pay for lazy initialisation
@@ -172,12 +196,15 @@ def main(argv: list[str] | None = None) -> None:
                     prompt="warm up", width=64, height=64, num_inference_steps=2
                 )
             )
-            local.loaded.pipe(prompt="warm up", width=64, height=64, num_inference_steps=2)
+            warm = {"prompt": "warm up", "width": 64, "height": 64, "num_inference_steps": 2}
+            local.loaded.pipe(**warm, true_cfg_scale=1.0)
+            thread.submit(lambda: local.loaded.pipe(**warm, true_cfg_scale=1.0)).result()
             for case in QUICK_CASES if args.quick else CASES:
-                row = run_case(case, local, generator, stub, pid)
+                row = run_case(case, local, generator, stub, thread, pid)
                 rows.append(row)
                 print(
-                    f"{row['case']:<26} in-process {row['in_process_p50_s']:8.3f} s   "
+                    f"{row['case']:<26} in-process {row['in_process_main_thread_p50_s']:8.3f} s "
+                    f"(worker thread {row['in_process_worker_thread_p50_s']:.3f} s)   "
                     f"server {row['server_p50_s']:8.3f} s   added {row['added_ms']:8.1f} ms "
                     f"(allowed {row['allowed_ms']:.1f})   ratio {row['ratio']:.3f}   "
                     f"{'MET' if row['met'] else 'NOT MET'}   same pixels: {row['same_pixels']}   "

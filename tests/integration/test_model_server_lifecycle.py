@@ -67,7 +67,8 @@ async def test_not_serving_and_unavailable_while_the_pipeline_loads() -> None:
     assert len(result.images) == 1
 
 
-def test_python_m_qwen_image_serves_and_exits_cleanly_on_sigterm() -> None:
+def test_python_m_qwen_image_serves_and_drains_on_sigterm() -> None:
+    """SIGTERM while a call runs: health turns NOT_SERVING, the call still finishes, exit 0."""
     ensure_tiny_models()
     target = f"127.0.0.1:{free_port()}"
     process = ServiceProcess.module(
@@ -79,10 +80,20 @@ def test_python_m_qwen_image_serves_and_exits_cleanly_on_sigterm() -> None:
     ).start()
     try:
         with grpc.insecure_channel(target) as channel:
-            result = qwen_image_pb2_grpc.ImageGenerationStub(channel).Generate(REQUEST, timeout=60)
-        assert result.images[0].data.startswith(b"\x89PNG")
-        process.signal(signal.SIGTERM)
-        assert process.proc is not None and process.proc.wait(timeout=30) == 0
+            stub = qwen_image_pb2_grpc.ImageGenerationStub(channel)
+            stream = stub.GenerateStream(
+                qwen_image_pb2.GenerateRequest(
+                    prompt="a lighthouse", width=128, height=128, num_inference_steps=30, seed=3
+                ),
+                timeout=120,
+            )
+            events = iter(stream)
+            while next(events).progress.step < 1:  # running now
+                pass
+            process.signal(signal.SIGTERM)
+            rest = list(events)
+        assert rest[-1].result.images[0].data.startswith(b"\x89PNG")
+        assert process.proc is not None and process.proc.wait(timeout=60) == 0
     finally:
         process.kill()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -46,3 +47,28 @@ def test_corrupt_weights_are_a_load_error_naming_the_folder(tmp_path: Path) -> N
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(PipelineLoadError, match=f"cannot load pipeline from {folder}"):
         load_pipeline(folder)
+
+
+def test_the_real_edit_checkpoint_layout_loads_without_torchvision(tmp_path: Path) -> None:
+    """Qwen/Qwen-Image-Edit's processor/ also holds a video processor config (which would need
+    torchvision) and a chat template; the image-only processor ignores the video part."""
+    folder = tmp_path / "Qwen-Image-Edit"
+    shutil.copytree(TINY_EDIT_DIR, folder)
+    processor = folder / "processor"
+    (processor / "video_preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "video_processor_type": "Qwen2VLVideoProcessor",
+                "processor_class": "Qwen2VLProcessor",
+                "patch_size": 14,
+                "temporal_patch_size": 2,
+                "merge_size": 2,
+            }
+        )
+    )
+    (processor / "chat_template.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
+    loaded = load_pipeline(folder)
+    assert loaded.class_name == "QwenImageEditPipeline"
+    assert not hasattr(loaded.pipe.processor, "video_processor") or (
+        loaded.pipe.processor.video_processor is None
+    )
