@@ -4,6 +4,7 @@ endpoints that read their own body (so /docs still shows every accepted shape)."
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from fastapi import Request
@@ -22,6 +23,14 @@ async def read_json(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         raise invalid("the body is empty; send a JSON object", None)
+    data = parse_json(raw)
+    if not isinstance(data, dict):
+        raise invalid(f"the body must be a JSON object, not a JSON {type(data).__name__}", None)
+    return data
+
+
+def parse_json(raw: bytes) -> Any:
+    """JSON bytes -> Python values, or a 400 saying what is wrong with them."""
     try:
         data = json.loads(raw)
     except UnicodeDecodeError:
@@ -30,9 +39,28 @@ async def read_json(request: Request) -> dict[str, Any]:
         raise invalid(
             f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", None
         ) from None
-    if not isinstance(data, dict):
-        raise invalid(f"the body must be a JSON object, not a JSON {type(data).__name__}", None)
+    except RecursionError:
+        raise invalid("the body is not valid JSON: nested too deeply", None) from None
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (a guard against slow int parsing).
+        raise invalid("the body is not valid JSON: a number has too many digits", None) from None
+    if _SURROGATE_ESCAPE.search(raw) and not _encodable(data):
+        # "\ud800" parses to a string no UTF-8 encoder accepts: every later step (protobuf, the
+        # answer echoing the field) would fail on it.
+        raise invalid("the body is not valid JSON: a string holds an unpaired \\u surrogate", None)
     return data
+
+
+# A \uD800-\uDFFF escape; the body is checked further only when one appears (emoji escapes do).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def schema_ref(model: type[BaseModel]) -> dict[str, str]:

@@ -58,7 +58,9 @@ def sniff(data: bytes) -> str:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidArgument(f"the image is too large to accept: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad bytes
-        raise InvalidArgument(f"the bytes are not a readable image ({exc})") from exc
+        # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" says nothing more.
+        reason = "" if isinstance(exc, Image.UnidentifiedImageError) else f" ({exc})"
+        raise InvalidArgument(f"the bytes are not a readable image{reason}") from exc
     if fmt not in FORMATS:
         raise InvalidArgument(
             f"{fmt or 'this'} images are not accepted; use one of {', '.join(EXTENSIONS)}"
