@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -23,6 +25,11 @@ def main() -> None:
     except CatalogError as exc:
         sys.exit(f"gateway: {exc}")
     configure_logging(settings.log_level)
+    # uvicorn drains on SIGTERM/SIGINT, then restores the handlers it found and raises the signal
+    # again: with the default handlers the process would die of it (exit 143) after a clean
+    # drain. These make that final signal a normal exit 0, as the gRPC services do.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     uvicorn.run(
         app,
         host=settings.host,
@@ -32,6 +39,10 @@ def main() -> None:
         log_config=None,
         timeout_graceful_shutdown=30,
     )
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    sys.exit(0)
 
 
 if __name__ == "__main__":
