@@ -112,9 +112,9 @@ def _wrap_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., Any
 class ServerInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -137,6 +137,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 handler.request_deserializer,
                 handler.response_serializer,
             )
+        assert handler.stream_stream is not None  # one of the four is always set
         return grpc.stream_stream_rpc_method_handler(
             _wrap_stream(method, handler.stream_stream),
             handler.request_deserializer,

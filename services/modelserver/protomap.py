@@ -7,7 +7,7 @@ from imagemesh.v1 import common_pb2
 from services.modelserver.jobs import Progress
 from services.modelserver.runner import GenerationOutput
 
-_FORMAT_NAMES = {
+_FORMAT_NAMES: dict[int, str] = {
     common_pb2.OUTPUT_FORMAT_UNSPECIFIED: "png",
     common_pb2.OUTPUT_FORMAT_PNG: "png",
     common_pb2.OUTPUT_FORMAT_JPEG: "jpeg",
