@@ -94,7 +94,7 @@ def build_app(
     # Added last = outermost: the request id wraps everything (even a 401 or 413 carries it),
     # and CORS wraps the key check, so a browser can read a 401 too.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeys, keys=settings.api_keys)
+    app.add_middleware(ApiKeys, keys=settings.api_keys, open_paths=settings.open_paths)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -4,7 +4,9 @@
   contextvar for every log line and gRPC call, echoed in the `X-Request-ID` header; one access log
   line and Prometheus metrics per request.
 - `ApiKeys`: when keys are configured, `Authorization: Bearer <key>` is required (401 otherwise)
-  except on the probes and the docs. Keys are compared in constant time and never logged.
+  on every path but the open ones (`/healthz` by default: the liveness and readiness probes of
+  deploy/; `/readyz` names the backends and `/docs` the API, so they need a key unless an operator
+  opens them). Keys are compared in constant time and never logged.
 - `BodyLimit`: 413 when `Content-Length` is over the cap, before anything is read, and while
   reading when the body turns out larger than announced (chunked uploads).
 
@@ -42,7 +44,7 @@ IN_FLIGHT = Gauge("imagemesh_http_in_flight", "HTTP requests being answered")
 
 _SANE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 _QUIET = ("/healthz", "/readyz", "/metrics")
-OPEN_PATHS = ("/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+OPEN_PATHS = ("/healthz",)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -99,12 +101,15 @@ class RequestContext:
 
 
 class ApiKeys:
-    def __init__(self, app: ASGIApp, keys: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: Iterable[str], open_paths: Iterable[str] = OPEN_PATHS
+    ) -> None:
         self.app = app
         self._keys = [key.encode() for key in keys if key]
+        self._open = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._keys or scope.get("path") in OPEN_PATHS:
+        if scope["type"] != "http" or not self._keys or scope.get("path") in self._open:
             await self.app(scope, receive, send)
             return
         if scope.get("method") == "OPTIONS":

@@ -79,6 +79,8 @@ class GatewaySettings(BaseSettings):
 
     # Bearer keys; empty = no auth. Never logged.
     api_keys: CsvList = Field(default_factory=list, repr=False)
+    # Paths that answer without a key when keys are set, e.g. /healthz,/readyz,/docs,/openapi.json.
+    open_paths: CsvList = Field(default_factory=lambda: ["/healthz"])
     cors_origins: CsvList = Field(default_factory=list)
 
     # Backends /readyz requires SERVING (the model servers and storage by default).
@@ -94,6 +96,7 @@ class GatewaySettings(BaseSettings):
         "fetch_allow_networks",
         "storage_link_prefixes",
         "api_keys",
+        "open_paths",
         "cors_origins",
         "ready_backends",
         mode="before",

@@ -65,11 +65,12 @@ def test_missing_or_wrong_key_is_401(keyed: str) -> None:
         assert answer.headers["www-authenticate"] == "Bearer"
 
 
-def test_the_right_key_passes_and_probes_need_none(keyed: str) -> None:
-    answer = httpx.get(f"{keyed}/v1/models", headers={"Authorization": f"Bearer {KEY}"})
-    assert answer.status_code == 200
+def test_the_right_key_passes_and_only_healthz_needs_none(keyed: str) -> None:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    assert httpx.get(f"{keyed}/v1/models", headers=auth).status_code == 200
+    assert httpx.get(f"{keyed}/readyz", headers=auth).status_code == 200
     assert httpx.get(f"{keyed}/healthz").status_code == 200
-    assert httpx.get(f"{keyed}/readyz").status_code == 200
+    assert httpx.get(f"{keyed}/readyz").status_code == 401
 
 
 def test_an_image_over_the_per_image_cap_is_413(keyed: str) -> None:
