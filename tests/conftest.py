@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: the real S3 server, started once per session."""
+"""Fixtures shared by every test: the real S3 server and the whole mesh on top of it, each started
+once per session (the integration and the reliability suites share one mesh)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.support.mesh import Mesh, start_mesh
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresServer
 from tests.support.processes import ROOT, ServiceProcess, port_open
@@ -71,3 +73,11 @@ def postgres_server() -> Iterator[PostgresServer]:
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mesh(s3_server: S3Server) -> Iterator[Mesh]:
+    """Storage, both model servers, providers and the gateway as processes (tests/support/mesh.py)."""
+    mesh = start_mesh(s3_server.env(), s3_server.endpoint)
+    yield mesh
+    mesh.stop()

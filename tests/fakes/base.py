@@ -1,10 +1,13 @@
-"""What every fake provider has: a uvicorn server in a thread, injected failures, a delay, and
-a record of the requests it received."""
+"""What every fake provider has: a uvicorn server in a thread, injected failures (an error status,
+a reset connection, a 200 whose body is broken JSON), a delay, and a record of the requests it
+received."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -14,8 +17,12 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from tests.support.processes import wait_until
+
+# A 200 whose body a JSON parser gives up on halfway: what a proxy cutting an answer short sends.
+GARBAGE = b'{"id": "cut-short", "choices": [{"index": 0, "message": {"content": "A red'
 
 
 @dataclass
@@ -25,6 +32,7 @@ class Failure:
     message: str = ""
     retry_after: float | None = None
     path: str = ""  # only requests whose path contains this ("" = any)
+    kind: str = "status"  # "status" (an error answer), "reset" (RST, no answer), "garbage"
 
 
 @dataclass
@@ -75,6 +83,20 @@ class FakeProvider:
             for _ in range(times):
                 self.failures.append(Failure(status, code, message, retry_after, path))
 
+    def reset_next(self, times: int = 1, *, path: str = "") -> None:
+        """The next `times` requests (to `path`, when given) get their connection reset (a TCP
+        RST) instead of an answer."""
+        with self._lock:
+            for _ in range(times):
+                self.failures.append(Failure(0, path=path, kind="reset"))
+
+    def garbage_next(self, times: int = 1, *, path: str = "") -> None:
+        """The next `times` requests (to `path`, when given) answer 200 with a JSON body cut off
+        in the middle."""
+        with self._lock:
+            for _ in range(times):
+                self.failures.append(Failure(200, path=path, kind="garbage"))
+
     def delay(self, seconds: float, path: str = "") -> None:
         """Answer requests (to `path`, when given) only after `seconds`: a slow provider."""
         self.delay_seconds, self.delay_path = seconds, path
@@ -119,16 +141,23 @@ class FakeProvider:
             self.requests.append(received)
         return received
 
+    def _take(self, path: str, kinds: tuple[str, ...]) -> Failure | None:
+        with self._lock:
+            failure = next((f for f in self.failures if f.path in path), None)
+            if failure is None or failure.kind not in kinds:
+                return None
+            self.failures.remove(failure)
+            return failure
+
     async def injected(self, path: str) -> Response | None:
         """Waits the configured delay, then answers the next queued failure for `path`."""
         if self.delay_seconds and self.delay_path in path:
             await asyncio.sleep(self.delay_seconds)
-        with self._lock:
-            failure = next((f for f in self.failures if f.path in path), None)
-            if failure is not None:
-                self.failures.remove(failure)
+        failure = self._take(path, ("status", "garbage"))
         if failure is None:
             return None
+        if failure.kind == "garbage":
+            return Response(GARBAGE, 200, media_type="application/json")
         response = self.error(failure.status, failure.code, failure.message, path)
         if failure.retry_after is not None:
             response.headers["retry-after"] = f"{failure.retry_after:g}"
@@ -143,9 +172,30 @@ class FakeProvider:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, behind the connection resets: those happen before any route sees the request."""
+        if scope["type"] == "http" and self._take(scope["path"], ("reset",)):
+            self._reset(scope.get("client"))
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return
+        await self.app(scope, receive, send)
+
+    def _reset(self, client: tuple[str, int] | None) -> None:
+        """Closes the connection from `client` with an RST (SO_LINGER 0), as a crashed peer would."""
+        assert self._server is not None
+        for connection in list(self._server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is None or tuple(getattr(connection, "client", ()) or ()) != client:
+                continue
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+
     def start(self) -> FakeProvider:
         config = uvicorn.Config(
-            self.app,
+            self._asgi,
+            interface="asgi3",
             host=self.host,
             port=0,
             log_level="warning",

@@ -15,42 +15,14 @@ import pytest
 from PIL import Image
 
 from tests.fakes.fixtures import ProviderFakes
+from tests.support.hosted import hosted_gateway
 from tests.support.mesh import Mesh
-from tests.support.ports import free_port
-from tests.support.processes import ServiceProcess, grpc_serving, port_open
-
-FAST_PROVIDERS = {
-    "PROVIDERS_POLL_INITIAL_SECONDS": "0.01",
-    "PROVIDERS_POLL_MAX_SECONDS": "0.05",
-    "PROVIDERS_RETRY_BACKOFF_SECONDS": "0.01",
-    "PROVIDERS_MAX_RETRY_AFTER_SECONDS": "1",
-}
 
 
 @pytest.fixture(scope="module")
 def gateway(mesh: Mesh, provider_fakes: ProviderFakes) -> Iterator[str]:
-    target, port = f"127.0.0.1:{free_port()}", free_port()
-    providers = ServiceProcess.module(
-        "gateway-hosted-providers",
-        "services.providers",
-        env={
-            **provider_fakes.env(),
-            **FAST_PROVIDERS,
-            "PROVIDERS_LISTEN": target,
-            "PROVIDERS_METRICS_LISTEN": "",
-        },
-        ready=lambda: grpc_serving(target),
-    ).start()
-    env = {k: v for k, v in mesh.process("gateway").env.items() if k.startswith("GATEWAY_")}
-    gateway = ServiceProcess.module(
-        "gateway-hosted",
-        "services.gateway",
-        env={**env, "GATEWAY_PORT": str(port), "GATEWAY_PROVIDERS_TARGET": target},
-        ready=lambda: port_open("127.0.0.1", port),
-    ).start()
-    yield f"http://127.0.0.1:{port}"
-    gateway.stop()
-    providers.stop()
+    with hosted_gateway(mesh, provider_fakes, "gateway-hosted") as hosted:
+        yield hosted.url
 
 
 @pytest.fixture
