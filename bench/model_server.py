@@ -10,8 +10,12 @@ does) and on a worker thread (where the server runs it); the target is judged ag
 of the two, because on a loaded shared machine torch's speed differs between those two.
 
 Cases: 256x256 and 1024x1024, 4 steps, n=1 and n=4. Target: the server adds at most 5% or 10 ms
-to the in-process median, whichever is larger. Also reported: the server's resident memory at
-rest (loaded, idle) and its peak (VmHWM) after each case.
+to the in-process median, whichever is larger. It is judged two ways: the difference of the
+medians (the plain definition, which on a shared, busy machine swings by more than the target with
+the load on the pipeline itself), and the per-call overhead, the client's wall time minus the
+pipeline time the server measured inside that same call (queue hop, PNG encoding, gRPC), which
+load on the pipeline does not move. Also reported: the server's resident memory at rest (loaded,
+idle) and its peak (VmHWM) after each case.
 
     python -m bench model_server           (or: make bench)
     python -m bench.model_server --quick   (fewer rounds, 256x256 only)
@@ -19,10 +23,15 @@ rest (loaded, idle) and its peak (VmHWM) after each case.
 
 from __future__ import annotations
 
+import os
+
+# The servers run with OMP_WAIT_POLICY=PASSIVE (see services/qwen_image/__main__.py); the
+# in-process side gets the same OpenMP policy, set before torch loads, so only the server differs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import io
 import json
-import os
 import platform
 import statistics
 import sys
@@ -64,7 +73,7 @@ class Case:
         return f"{self.size}x{self.size} {STEPS} steps n={self.n}"
 
 
-CASES = [Case(256, 1, 7), Case(256, 4, 5), Case(1024, 1, 3), Case(1024, 4, 2)]
+CASES = [Case(256, 1, 7), Case(256, 4, 5), Case(1024, 1, 3), Case(1024, 4, 3)]
 QUICK_CASES = [Case(256, 1, 3), Case(256, 4, 2)]
 
 
@@ -125,10 +134,13 @@ def run_case(
     )
     times: dict[str, list[float]] = {side: [] for side in SIDES}
     outputs: dict[str, object] = {}
+    pipeline_seconds: list[float] = []  # the server's own pipeline time for each of its calls
 
     def call(side: str) -> None:
         if side == "server":
-            outputs[side] = stub.Generate(request, timeout=1800).images
+            result = stub.Generate(request, timeout=1800)
+            outputs[side] = result.images
+            pipeline_seconds.append(result.elapsed_seconds)
         elif side == "in-process":
             outputs[side] = local.loaded.pipe(**local.arguments(job)).images
         else:
@@ -155,6 +167,12 @@ def run_case(
     )
     added_ms = (served_p50 - local_p50) * 1000
     allowed_ms = max(TARGET_RATIO * local_p50 * 1000, TARGET_MS)
+    # What the server adds to each call, measured inside the same call: client wall time minus
+    # the pipeline time the server reports (queue hop, PNG encoding, gRPC). Unlike the difference
+    # of medians, machine noise that slows the pipeline itself does not land in it.
+    overhead_ms = 1000 * statistics.median(
+        wall - inside for wall, inside in zip(times["server"], pipeline_seconds, strict=True)
+    )
     return {
         "case": case.name,
         "rounds": case.rounds,
@@ -166,6 +184,8 @@ def run_case(
         "ratio": round(served_p50 / local_p50, 4),
         "allowed_ms": round(allowed_ms, 1),
         "met": added_ms <= allowed_ms,
+        "server_overhead_ms": round(overhead_ms, 1),
+        "overhead_met": overhead_ms <= allowed_ms,
         "same_pixels": identical,
         "server_memory_after": memory_mib(pid),
         "seconds": {side: [round(t, 4) for t in values] for side, values in times.items()},
@@ -207,13 +227,17 @@ def main(argv: list[str] | None = None) -> None:
                     f"(worker thread {row['in_process_worker_thread_p50_s']:.3f} s)   "
                     f"server {row['server_p50_s']:8.3f} s   added {row['added_ms']:8.1f} ms "
                     f"(allowed {row['allowed_ms']:.1f})   ratio {row['ratio']:.3f}   "
-                    f"{'MET' if row['met'] else 'NOT MET'}   same pixels: {row['same_pixels']}   "
+                    f"{'MET' if row['met'] else 'NOT MET'}   per-call overhead "
+                    f"{row['server_overhead_ms']:.1f} ms "
+                    f"{'MET' if row['overhead_met'] else 'NOT MET'}   "
+                    f"same pixels: {row['same_pixels']}   "
                     f"server peak {row['server_memory_after']['peak_mib']:.0f} MiB",
                     flush=True,
                 )
     finally:
         process.stop()
     met = all(row["met"] for row in rows)
+    overhead_met = all(row["overhead_met"] for row in rows)
     print(
         f"server memory at rest: {at_rest['rss_mib']:.0f} MiB resident "
         f"(peak while loading {at_rest['peak_mib']:.0f} MiB); "
@@ -221,12 +245,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"target: server adds <= {TARGET_RATIO:.0%} or <= {TARGET_MS:.0f} ms: "
-        f"{'MET' if met else 'NOT MET'}"
+        f"{'MET' if met else 'NOT MET'} (server p50 vs in-process p50); "
+        f"{'MET' if overhead_met else 'NOT MET'} (per-call overhead: wall - pipeline time)"
     )
     result = {
         "benchmark": "model_server",
         "target": f"server p50 - in-process p50 <= max({TARGET_RATIO:.0%}, {TARGET_MS:.0f} ms)",
         "met": met,
+        "overhead_met": overhead_met,
         "server_memory_at_rest": at_rest,
         "cases": rows,
         "machine": {
@@ -235,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "load_average": os.getloadavg(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -174,8 +174,10 @@ async def test_a_call_whose_deadline_passes_in_the_queue_is_dropped(stub, server
     gate.arm()
     running = asyncio.ensure_future(stub.Generate(request(seed=1)))
     held = await gate.wait_held()
+    expiring = stub.Generate(request(seed=2), timeout=3)
+    await wait_for(lambda: queue.waiting == 1, "the call with a deadline to queue")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.Generate(request(seed=2), timeout=0.3)
+        await expiring
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     await wait_for(lambda: queue.waiting == 0, "the expired call to leave the queue")
     gate.release()
