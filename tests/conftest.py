@@ -3,6 +3,7 @@ once per session (the integration and the reliability suites share one mesh)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ from tests.support.processes import ROOT, ServiceProcess, port_open
 # Fake hosted providers (OpenAI, DashScope, LiblibAI): session fixtures `openai_fake`,
 # `dashscope_fake`, `liblib_fake`, `provider_fakes`.
 pytest_plugins = ["tests.fakes.fixtures"]
+
+# Before any test loads torch: the in-process model servers of the tests get the OpenMP wait
+# policy the model servers set for themselves (services/qwen_image/__main__.py), so spinning
+# OpenMP threads do not slow the suite down on a busy machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @dataclass
