@@ -8,7 +8,11 @@ RESOURCE_EXHAUSTED at once ("queue full: N waiting"), never a hang.
 A caller that goes away (client cancel, deadline passed: gRPC cancels the handler task) is dropped
 from the queue; if its job is already running, the job's step function raises `JobCancelled` at
 the next denoising step, so the device is not spent on answers nobody reads, and the next caller
-starts.
+starts. Both are logged with the caller's request id.
+
+A streaming job may also publish previews: at the steps a `PreviewPlan` names, the step callback
+hands `Job.step` a function that decodes the intermediate latents; it is called only when someone
+reads the stream (a plain call never pays for the decode).
 
     queue = JobQueue("qwen_image", max_waiting=8)
     job = queue.submit(lambda step: pipe(..., callback_on_step_end=...), total_steps=30)
@@ -25,11 +29,15 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
 
+from services.common import requestid
 from services.common.errors import ResourceExhausted
+
+if TYPE_CHECKING:
+    from services.modelserver.previews import PreviewPlan
 
 log = logging.getLogger("imagemesh.jobs")
 
@@ -51,7 +59,21 @@ class Progress:
     queue_position: int  # jobs ahead of this one; 0 = running now
 
 
-StepFn = Callable[[int], None]
+@dataclass(frozen=True)
+class Preview:
+    """Images decoded from the latents after `step`, the `index`-th (0-based) of its job."""
+
+    step: int
+    index: int
+    images: list[Any]  # PIL images
+
+
+class StepFn(Protocol):
+    """Called after each step (1-based); `preview`, when given, decodes that step's latents."""
+
+    def __call__(self, index: int, preview: Callable[[], Preview] | None = None) -> None: ...
+
+
 StepHook = Callable[["Job[Any]", int], None]
 _DONE = object()
 
@@ -69,6 +91,7 @@ class Job(Generic[T]):
         self._queue = queue
         self._work = work
         self._context = contextvars.copy_context()  # the request id follows the job
+        self.request_id = requestid.get_request_id()
         self.total_steps = total_steps
         self.steps_done = 0
         self.cancelled = threading.Event()
@@ -83,8 +106,9 @@ class Job(Generic[T]):
             self._last = progress
             self.updates.put_nowait(progress)
 
-    def step(self, index: int) -> None:
-        """Called by the pipeline after step `index` (1-based), in the worker thread."""
+    def step(self, index: int, preview: Callable[[], Preview] | None = None) -> None:
+        """Called by the pipeline after step `index` (1-based), in the worker thread; decodes
+        and publishes the step's preview when given one and someone reads the stream."""
         self.steps_done = index
         STEPS.labels(self._queue.name).inc()
         if self._queue.step_hook is not None:
@@ -92,7 +116,16 @@ class Job(Generic[T]):
         if self.cancelled.is_set():
             raise JobCancelled()
         if self.updates is not None:
-            self._queue.loop.call_soon_threadsafe(self.post, Progress(index, self.total_steps, 0))
+            loop = self._queue.loop
+            loop.call_soon_threadsafe(self.post, Progress(index, self.total_steps, 0))
+            if preview is not None:
+                # Same loop queue as the progress event above: the preview follows its step.
+                loop.call_soon_threadsafe(self.updates.put_nowait, preview())
+
+    def log(self, message: str, *args: Any) -> None:
+        """Logs with the submitting call's request id (the worker task belongs to no single
+        call, and the job's context may be in use by the pipeline thread)."""
+        log.info(message, *args, extra={"request_id": self.request_id})
 
     def run(self) -> T:
         """Runs the work in the worker thread, in the submitting call's context."""
@@ -155,10 +188,10 @@ class JobQueue:
             self._waiting.remove(job)
             WAITING.labels(self.name).set(len(self._waiting))
             JOBS.labels(self.name, "dropped").inc()
-            log.info("dropped a waiting job: its caller is gone")
+            job.log("dropped a waiting job: its caller is gone")
             self._announce_positions()
         elif job is self._running:
-            log.info("stopping the running job at its next step: its caller is gone")
+            job.log("stopping the running job at its next step: its caller is gone")
 
     async def result(self, job: Job[T]) -> T:
         """Waits for the job's result; cancelling the waiter cancels the job."""
@@ -168,8 +201,9 @@ class JobQueue:
             self.cancel(job)
             raise
 
-    async def events(self, job: Job[T]) -> AsyncIterator[Progress | T]:
-        """Yields the job's progress events, then its result (or raises its error)."""
+    async def events(self, job: Job[T]) -> AsyncIterator[Progress | Preview | T]:
+        """Yields the job's progress events and previews, then its result (or raises its
+        error)."""
         assert job.updates is not None, "submit(..., streaming=True) for events()"
         try:
             while True:
@@ -202,7 +236,7 @@ class JobQueue:
                 result = await asyncio.shield(self.loop.run_in_executor(self._executor, job.run))
             except JobCancelled:
                 JOBS.labels(self.name, "cancelled").inc()
-                log.info("job stopped after %d of %d steps", job.steps_done, job.total_steps)
+                job.log("job stopped after %d of %d steps", job.steps_done, job.total_steps)
                 _settle(job, exc=asyncio.CancelledError())
             except asyncio.CancelledError:
                 job.cancelled.set()  # the worker itself is stopping: so does the job
@@ -227,8 +261,11 @@ class JobQueue:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def step_callback(step: StepFn) -> Callable[..., dict[str, Any]]:
-    """A diffusers `callback_on_step_end` that reports step i + 1 to `step`.
+def step_callback(
+    step: StepFn, previews: PreviewPlan | None = None
+) -> Callable[..., dict[str, Any]]:
+    """A diffusers `callback_on_step_end` that reports step i + 1 to `step`, with a preview of
+    the latents at the steps `previews` names.
 
     An exception raised by `step` (`JobCancelled`) propagates out of the pipeline call: the
     run stops before the next step, nothing more is decoded.
@@ -237,7 +274,12 @@ def step_callback(step: StepFn) -> Callable[..., dict[str, Any]]:
     def on_step_end(
         pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
     ) -> dict[str, Any]:
-        step(index + 1)
+        done = index + 1
+        if previews is not None and done in previews.steps:
+            latents = tensors["latents"]
+            step(done, lambda: previews.preview(pipe, latents, done))
+        else:
+            step(done)
         return {}
 
     return on_step_end

@@ -28,6 +28,7 @@ class Sampling:
     seed: int  # image i of the call uses seed + i
     num_images: int
     output_format: str  # a key of images.FORMATS
+    partial_images: int = 0  # previews a stream gets (0..MAX_PARTIAL_IMAGES)
 
 
 def check_sampling(
@@ -73,7 +74,8 @@ def check_sampling(
         )
     if not 0 <= partial_images <= MAX_PARTIAL_IMAGES:
         raise InvalidArgument(
-            f"partial_images: {partial_images} is outside 0..{MAX_PARTIAL_IMAGES}"
+            f"partial_images: {partial_images} is outside 0..{MAX_PARTIAL_IMAGES} "
+            "(previews a stream gets before the final image)"
         )
     return Sampling(
         prompt=prompt,
@@ -84,6 +86,7 @@ def check_sampling(
         seed=pick_seed(count) if seed is None else seed,
         num_images=count,
         output_format=output_format,
+        partial_images=partial_images,
     )
 
 

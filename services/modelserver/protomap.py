@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from imagemesh.v1 import common_pb2
 
+from services.modelserver.images import EncodedImage
 from services.modelserver.jobs import Progress
-from services.modelserver.runner import GenerationOutput
+from services.modelserver.runner import GenerationOutput, PartialOutput
 
 _FORMAT_NAMES: dict[int, str] = {
     common_pb2.OUTPUT_FORMAT_UNSPECIFIED: "png",
@@ -21,18 +22,19 @@ def output_format_name(value: int) -> str:
     return _FORMAT_NAMES.get(value, f"OutputFormat({value})")
 
 
+def image_to_proto(image: EncodedImage) -> common_pb2.Image:
+    return common_pb2.Image(
+        data=image.data,
+        mime_type=image.mime_type,
+        width=image.width,
+        height=image.height,
+        seed=image.seed,
+    )
+
+
 def result_to_proto(output: GenerationOutput) -> common_pb2.GenerationResult:
     return common_pb2.GenerationResult(
-        images=[
-            common_pb2.Image(
-                data=image.data,
-                mime_type=image.mime_type,
-                width=image.width,
-                height=image.height,
-                seed=image.seed,
-            )
-            for image in output.images
-        ],
+        images=[image_to_proto(image) for image in output.images],
         usage=common_pb2.Usage(
             width=output.width, height=output.height, image_count=len(output.images)
         ),
@@ -41,7 +43,17 @@ def result_to_proto(output: GenerationOutput) -> common_pb2.GenerationResult:
     )
 
 
-def event_to_proto(event: Progress | GenerationOutput) -> common_pb2.GenerationEvent:
+def event_to_proto(
+    event: Progress | PartialOutput | GenerationOutput,
+) -> common_pb2.GenerationEvent:
+    if isinstance(event, PartialOutput):
+        return common_pb2.GenerationEvent(
+            partial_image=common_pb2.PartialImage(
+                partial_image_index=event.index,
+                step=event.step,
+                image=image_to_proto(event.image),
+            )
+        )
     if isinstance(event, Progress):
         return common_pb2.GenerationEvent(
             progress=common_pb2.Progress(

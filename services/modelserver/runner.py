@@ -2,7 +2,8 @@
 
 `Runner` is what a model server's generator hands its pipeline work to: it queues the work
 (bounded, one at a time), times the pipeline run, and encodes the images in a separate thread, so
-the pipeline is free for the next caller while the last one's PNGs are written.
+the pipeline is free for the next caller while the last one's PNGs are written. Previews of a
+stream are encoded the same way, always as PNG.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from services.common.errors import ResourceExhausted
 from services.modelserver.images import EncodedImage, encode_image
-from services.modelserver.jobs import JobQueue, Progress, StepFn, StepHook
+from services.modelserver.jobs import JobQueue, Preview, Progress, StepFn, StepHook
 from services.modelserver.limits import Sampling
 from services.modelserver.settings import ModelServerSettings
 
@@ -31,6 +32,15 @@ class GenerationOutput:
     height: int
     model: str
     elapsed_seconds: float  # pipeline time, queue and encoding excluded
+
+
+@dataclass(frozen=True)
+class PartialOutput:
+    """A preview of a streamed job: the first image's latents after `step`, as a PNG."""
+
+    step: int
+    index: int  # 0-based, in the order the previews were made
+    image: EncodedImage
 
 
 class Runner:
@@ -47,12 +57,15 @@ class Runner:
 
     async def stream(
         self, work: Work, sampling: Sampling
-    ) -> AsyncIterator[Progress | GenerationOutput]:
-        """Queue position, each step, then the output."""
+    ) -> AsyncIterator[Progress | PartialOutput | GenerationOutput]:
+        """Queue position, each step, the previews asked for, then the output."""
         job = self.queue.submit(_timed(work), sampling.steps, streaming=True)
         async for event in self.queue.events(job):
             if isinstance(event, Progress):
                 yield event
+            elif isinstance(event, Preview):
+                image = await asyncio.to_thread(encode_image, event.images[0], "png", sampling.seed)
+                yield PartialOutput(event.step, event.index, image)
             else:
                 images, elapsed = event
                 yield await self._encode(images, elapsed, sampling)

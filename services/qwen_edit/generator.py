@@ -17,7 +17,7 @@ from services.common.errors import InvalidArgument, Unavailable
 from services.modelserver.images import decode_image
 from services.modelserver.jobs import Progress, StepHook
 from services.modelserver.limits import check_sampling, check_size
-from services.modelserver.runner import GenerationOutput, Runner
+from services.modelserver.runner import GenerationOutput, PartialOutput, Runner
 from services.qwen_edit.pipeline import EditJob, EditPipeline, default_size
 from services.qwen_edit.settings import QwenEditSettings
 
@@ -39,7 +39,7 @@ class EditSpec:
     seed: int | None = None
     num_images: int = 0
     output_format: str = "png"
-    partial_images: int = 0  # accepted (0..3); previews are not produced yet (issue 8)
+    partial_images: int = 0  # 0..3 previews in a stream (`edit_stream`)
     mask: ImageSource | None = None  # no inpainting pipeline here: refused
 
 
@@ -125,8 +125,10 @@ class EditGenerator:
         job = await self.check(spec)
         return await self.runner.run(lambda step: pipeline.run(job, step), job.sampling)
 
-    async def edit_stream(self, spec: EditSpec) -> AsyncIterator[Progress | GenerationOutput]:
-        """Queue position, each step, then the output."""
+    async def edit_stream(
+        self, spec: EditSpec
+    ) -> AsyncIterator[Progress | PartialOutput | GenerationOutput]:
+        """Queue position, each step, the previews asked for, then the output."""
         pipeline = self._ready()
         job = await self.check(spec)
         async for event in self.runner.stream(lambda step: pipeline.run(job, step), job.sampling):

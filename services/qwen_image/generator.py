@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from services.common.errors import Unavailable
 from services.modelserver.jobs import Progress, StepHook
 from services.modelserver.limits import check_sampling, check_size
-from services.modelserver.runner import GenerationOutput, Runner
+from services.modelserver.runner import GenerationOutput, PartialOutput, Runner
 from services.qwen_image.pipeline import TextToImageJob, TextToImagePipeline
 from services.qwen_image.settings import QwenImageSettings
 
@@ -33,7 +33,7 @@ class GenerateSpec:
     seed: int | None = None
     num_images: int = 0
     output_format: str = "png"
-    partial_images: int = 0  # accepted (0..3); previews are not produced yet (issue 8)
+    partial_images: int = 0  # 0..3 previews in a stream (`generate_stream`)
 
 
 class Generator:
@@ -85,8 +85,8 @@ class Generator:
 
     async def generate_stream(
         self, spec: GenerateSpec
-    ) -> AsyncIterator[Progress | GenerationOutput]:
-        """Queue position, each step, then the output."""
+    ) -> AsyncIterator[Progress | PartialOutput | GenerationOutput]:
+        """Queue position, each step, the previews asked for, then the output."""
         pipeline = self._ready()
         job = self.check(spec)
         async for event in self.runner.stream(lambda step: pipeline.run(job, step), job.sampling):

@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 
-from services.modelserver.jobs import StepFn, step_callback
+from services.modelserver.jobs import StepFn
 from services.modelserver.limits import Sampling, guidance_arguments
 from services.modelserver.loader import LoadedPipeline, load_pipeline
+from services.modelserver.previews import job_callback
 from services.qwen_image.settings import QwenImageSettings
 
 PIPELINE_CLASSES = ("QwenImagePipeline",)
@@ -60,7 +61,7 @@ class TextToImagePipeline:
 
     def run(self, job: TextToImageJob, step: StepFn) -> list[Any]:
         """Runs the pipeline (blocking) and returns PIL images; `step(i)` after each step may
-        raise to stop it."""
-
-        result = self.loaded.pipe(**self.arguments(job), callback_on_step_end=step_callback(step))
+        raise to stop it, and gets the previews `sampling.partial_images` asks for."""
+        callback = job_callback(step, job.sampling, job.width, job.height)
+        result = self.loaded.pipe(**self.arguments(job), callback_on_step_end=callback)
         return list(result.images)
