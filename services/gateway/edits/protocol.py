@@ -13,13 +13,17 @@ from typing import Any
 from pydantic import Field
 
 from services.gateway.errors import invalid
-from services.gateway.images.protocol import ImageKnobs
+from services.gateway.images.protocol import ImageKnobs, StreamKnobs, stream_format
 from services.gateway.sizes import resolve_size
 
 MAX_INPUT_IMAGES = 16
 
 
-class EditJsonRequest(ImageKnobs):
+class EditKnobs(ImageKnobs, StreamKnobs):
+    """What both edit forms share: every knob of generations, streaming included."""
+
+
+class EditJsonRequest(EditKnobs):
     """JSON edits: every knob of generations, plus the images."""
 
     model: str | None = Field(default=None, examples=["qwen-image-edit"])
@@ -38,7 +42,7 @@ class EditJsonRequest(ImageKnobs):
     )
 
 
-class EditFormFields(ImageKnobs):
+class EditFormFields(EditKnobs):
     """The text fields of a multipart edit (numbers arrive as text and are converted)."""
 
     model: str | None = None
@@ -78,10 +82,12 @@ class EditSpec:
     true_cfg_scale: float | None = None
     guidance_scale: float | None = None
     seed: int | None = None
+    stream: bool = False
+    partial_images: int = 0  # previews in a stream, 0..3
 
 
 def _spec(
-    request: ImageKnobs,
+    request: EditKnobs,
     model: str | None,
     prompt: str,
     images: list[ImageRef],
@@ -114,11 +120,13 @@ def _spec(
         width=width,
         height=height,
         n=request.n,
-        response_format=request.response_format,
+        response_format=stream_format(request, request.stream),
         num_inference_steps=request.num_inference_steps or 0,
         true_cfg_scale=request.true_cfg_scale,
         guidance_scale=request.guidance_scale,
         seed=request.seed,
+        stream=request.stream,
+        partial_images=request.partial_images,
     )
 
 

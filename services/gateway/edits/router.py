@@ -1,11 +1,12 @@
-"""POST /v1/images/edits: JSON (images by URL, data URL or base64) or multipart (files)."""
+"""POST /v1/images/edits: JSON (images by URL, data URL or base64) or multipart (files); with
+`stream: true` (a JSON field or a form field) the answer is server-sent events (`sse.py`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
 from services.gateway.bodies import json_body, read_json
@@ -15,6 +16,7 @@ from services.gateway.edits.serving import ImageEditService
 from services.gateway.errors import invalid
 from services.gateway.images.protocol import OpenAIImagesResponse, openai_answer
 from services.gateway.images.serving import Outcome
+from services.gateway.sse import respond
 from services.gateway.validation import parse
 
 router = APIRouter(tags=["images"])
@@ -28,12 +30,14 @@ IMAGE_FIELDS = ("image", "image[]", "images", "images[]")
     openapi_extra=json_body(EditJsonRequest, multipart=EditFormRequest),
     response_model=OpenAIImagesResponse,
 )
-async def edits(request: Request) -> JSONResponse:
+async def edits(request: Request) -> Response:
     service: ImageEditService = request.app.state.edits
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         spec = await _form(request)
     else:
         spec = json_spec(parse(EditJsonRequest, await read_json(request)))
+    if spec.stream:
+        return await respond(request, "image_edit", service.stream(spec))
     outcome = await unless_disconnected(request, service.edit(spec))
     return JSONResponse(openai_answer(outcome), headers=_timing(outcome))
 

@@ -2,12 +2,14 @@
 
 Input images are fetched and checked concurrently (`ImageSources`); local models get an
 ImageEditing.Edit call, hosted ones Providers.EditImages. Plain class: testable without HTTP.
+`stream` gives a local model's steps and previews (EditStream) before the delivered images.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 from imagemesh.v1 import common_pb2, providers_pb2, qwen_edit_pb2
 
@@ -15,11 +17,11 @@ from services.gateway.catalog import Catalog, Entry
 from services.gateway.clients import Backends
 from services.gateway.delivery import Delivery
 from services.gateway.edits.protocol import EditSpec, ImageRef
-from services.gateway.errors import ApiError
-from services.gateway.images.serving import Outcome, check_count, first_size
+from services.gateway.images.serving import Outcome, check_count, deliver_outcome
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
 from services.gateway.sources import ImageSources
+from services.gateway.streaming import DoneEvent, StreamEvent, relay
 
 
 class ImageEditService:
@@ -37,7 +39,8 @@ class ImageEditService:
         self._sources = sources
         self._delivery = delivery
 
-    async def edit(self, spec: EditSpec) -> Outcome:
+    async def _inputs(self, spec: EditSpec) -> tuple[Entry, list[bytes], bytes | None]:
+        """The model's entry, then the input images and mask, fetched and checked."""
         # Model first: an unknown model is answered before any image is downloaded.
         entry = self._catalog.resolve(spec.model, "edit")
         check_count(spec.n, entry)
@@ -45,8 +48,14 @@ class ImageEditService:
             require_multiple_of_16(spec.width, spec.height, entry.name)
         refs = [*spec.images, *([spec.mask] if spec.mask else [])]
         loaded = await asyncio.gather(*(self._load(ref) for ref in refs))
-        images = loaded[: len(spec.images)]
-        mask = loaded[len(spec.images)] if spec.mask else None
+        return entry, loaded[: len(spec.images)], loaded[len(spec.images)] if spec.mask else None
+
+    async def edit(self, spec: EditSpec) -> Outcome:
+        return await self._edit(spec, *await self._inputs(spec))
+
+    async def _edit(
+        self, spec: EditSpec, entry: Entry, images: list[bytes], mask: bytes | None
+    ) -> Outcome:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         if entry.local:
@@ -71,22 +80,31 @@ class ImageEditService:
             revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
             warnings = list(response.warnings)
         timings["backend"] = (time.perf_counter() - start) * 1000
-        if not made:
-            detail = f": {'; '.join(warnings)}" if warnings else ""
-            raise ApiError(502, f"{entry.name} returned no images{detail}")
-        start = time.perf_counter()
-        delivered = await self._delivery.deliver(made, spec.response_format)
-        timings["delivery"] = (time.perf_counter() - start) * 1000
-        width, height = first_size(made, spec.width, spec.height)
-        return Outcome(
-            entry.name,
-            delivered,
-            width,
-            height,
-            revised_prompt=revised,
-            warnings=warnings,
-            timings=timings,
+        return await deliver_outcome(
+            self._delivery, entry.name, made, spec, revised, warnings, timings
         )
+
+    async def stream(self, spec: EditSpec) -> AsyncIterator[StreamEvent]:
+        """Progress, previews, then the delivered images; errors raise ApiError."""
+        entry, images, mask = await self._inputs(spec)
+        if not entry.local:
+            yield DoneEvent(await self._edit(spec, entry, images, mask))
+            return
+        request = self._local_request(spec, images, mask)
+        request.partial_images = spec.partial_images
+        messages = self._backends.stream(
+            entry.backend,
+            self._backends.qwen_edit.EditStream,
+            request,
+            deadline=self._settings.edit_deadline_seconds,
+            what=entry.name,
+        )
+
+        async def finish(result: common_pb2.GenerationResult) -> Outcome:
+            return await deliver_outcome(self._delivery, entry.name, list(result.images), spec)
+
+        async for event in relay(messages, finish, entry.name):
+            yield event
 
     async def _load(self, ref: ImageRef) -> bytes:
         if ref.data is not None:

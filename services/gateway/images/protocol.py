@@ -2,7 +2,9 @@
 
 A body with `input` is DashScope-shaped (seed 002) and is answered in the DashScope shape
 (`output.choices[].message.content[]`); any other body is OpenAI-shaped (seed 003/004, `data[]`).
-Both become one `GenerationSpec`.
+Both become one `GenerationSpec`. An OpenAI-shaped body may ask for `stream: true` (server-sent
+events with progress and `partial_images` previews, `services/gateway/sse.py`); a stream answers
+`b64_json` unless the body asks for `url`, as OpenAI's streaming events do.
 """
 
 from __future__ import annotations
@@ -43,7 +45,19 @@ class ImageKnobs(BaseModel):
     watermark: bool = False
 
 
-class OpenAIImageRequest(ImageKnobs):
+class StreamKnobs(BaseModel):
+    """OpenAI's image streaming fields (gpt-image-1)."""
+
+    stream: bool = Field(
+        default=False,
+        description="Answer text/event-stream: progress per step, partial images, then the result",
+    )
+    partial_images: int = Field(
+        default=0, ge=0, le=3, description="Previews sent while streaming (fewer if few steps)"
+    )
+
+
+class OpenAIImageRequest(ImageKnobs, StreamKnobs):
     """OpenAI's images API plus the Qwen knobs of seed 003."""
 
     model: str | None = Field(default=None, examples=["qwen-image"])
@@ -128,6 +142,16 @@ class GenerationSpec:
     watermark: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     param_prefix: str = ""  # where the knobs sit in the request ("parameters." for DashScope)
+    stream: bool = False
+    partial_images: int = 0  # previews in a stream, 0..3
+
+
+def stream_format(request: ImageKnobs, stream: bool) -> str:
+    """The response format: a stream carries base64 (OpenAI's streaming events do) unless the
+    client asked for links."""
+    if stream and "response_format" not in request.model_fields_set:
+        return "b64_json"
+    return request.response_format
 
 
 def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> GenerationSpec:
@@ -153,7 +177,10 @@ def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> Gen
 
 
 def openai_spec(request: OpenAIImageRequest) -> GenerationSpec:
-    return _spec(request.model, request.prompt, request, "")
+    spec = _spec(request.model, request.prompt, request, "")
+    spec.stream, spec.partial_images = request.stream, request.partial_images
+    spec.response_format = stream_format(request, request.stream)
+    return spec
 
 
 def dashscope_spec(request: DashScopeImageRequest) -> GenerationSpec:

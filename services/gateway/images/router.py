@@ -1,9 +1,10 @@
-"""POST /v1/images/generations: OpenAI- or DashScope-shaped, answered in the same shape."""
+"""POST /v1/images/generations: OpenAI- or DashScope-shaped, answered in the same shape; an
+OpenAI-shaped body with `stream: true` is answered with server-sent events (`sse.py`)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from services.gateway.bodies import json_body, read_json
 from services.gateway.disconnect import unless_disconnected
@@ -18,6 +19,7 @@ from services.gateway.images.protocol import (
     openai_spec,
 )
 from services.gateway.images.serving import ImageGenerationService, Outcome
+from services.gateway.sse import respond
 from services.gateway.validation import parse
 
 router = APIRouter(tags=["images"])
@@ -30,7 +32,7 @@ BODY_MODELS = (OpenAIImageRequest, DashScopeImageRequest)
     openapi_extra=json_body(*BODY_MODELS),
     response_model=OpenAIImagesResponse | DashScopeImagesResponse,
 )
-async def generations(request: Request) -> JSONResponse:
+async def generations(request: Request) -> Response:
     body = await read_json(request)
     service: ImageGenerationService = request.app.state.images
     if "input" in body:
@@ -38,6 +40,8 @@ async def generations(request: Request) -> JSONResponse:
         outcome = await unless_disconnected(request, service.generate(spec))
         return JSONResponse(dashscope_answer(outcome), headers=_timing(outcome))
     spec = openai_spec(parse(OpenAIImageRequest, body))
+    if spec.stream:
+        return await respond(request, "image_generation", service.stream(spec))
     outcome = await unless_disconnected(request, service.generate(spec))
     return JSONResponse(openai_answer(outcome), headers=_timing(outcome))
 

@@ -4,13 +4,19 @@ Local models (qwen_image) get a GenerateRequest; hosted models get Providers.Gen
 `prompt_extend`, a local model's prompt is first polished by Providers.RewritePrompt (seed 002);
 when that service or its chat model is not available the prompt is used as given (the rewrite
 is an improvement, never a reason to fail a generation). Plain class: testable without HTTP.
+
+`stream` gives the same work as events (`services/gateway/streaming.py`): a local model's steps and
+previews from GenerateStream, then the delivered images; a hosted model, which has no steps to
+show, just the delivered images.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from imagemesh.v1 import common_pb2, providers_pb2, qwen_image_pb2
 
@@ -21,6 +27,10 @@ from services.gateway.errors import ApiError, invalid
 from services.gateway.images.protocol import GenerationSpec
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
+from services.gateway.streaming import DoneEvent, StreamEvent, relay
+
+if TYPE_CHECKING:
+    from services.gateway.edits.protocol import EditSpec
 
 log = logging.getLogger("imagemesh.gateway.images")
 
@@ -58,6 +68,37 @@ def first_size(images: list[common_pb2.Image], width: int, height: int) -> tuple
     return width, height
 
 
+async def deliver_outcome(
+    delivery: Delivery,
+    model: str,
+    images: list[common_pb2.Image],
+    spec: GenerationSpec | EditSpec,
+    revised: str | None = None,
+    warnings: list[str] | None = None,
+    timings: dict[str, float] | None = None,
+) -> Outcome:
+    """The images a backend made, delivered as `spec.response_format` asks (a 502 when there
+    are none)."""
+    warnings = warnings or []
+    timings = timings if timings is not None else {}
+    if not images:
+        detail = f": {'; '.join(warnings)}" if warnings else ""
+        raise ApiError(502, f"{model} returned no images{detail}")
+    start = time.perf_counter()
+    delivered = await delivery.deliver(images, spec.response_format)
+    timings["delivery"] = (time.perf_counter() - start) * 1000
+    width, height = first_size(images, spec.width, spec.height)
+    return Outcome(
+        model,
+        delivered,
+        width,
+        height,
+        revised_prompt=revised,
+        warnings=warnings,
+        timings=timings,
+    )
+
+
 class ImageGenerationService:
     def __init__(
         self,
@@ -71,14 +112,19 @@ class ImageGenerationService:
         self._backends = backends
         self._delivery = delivery
 
-    async def generate(self, spec: GenerationSpec) -> Outcome:
+    def _entry(self, spec: GenerationSpec) -> Entry:
         entry = self._catalog.resolve(spec.model, "image")
         check_count(spec.n, entry, spec.param_prefix)
+        if entry.local:
+            require_multiple_of_16(spec.width, spec.height, entry.name, spec.param_prefix)
+        return entry
+
+    async def generate(self, spec: GenerationSpec) -> Outcome:
+        entry = self._entry(spec)
         revised: str | None = None
         warnings: list[str] = []
         timings: dict[str, float] = {}
         if entry.local:
-            require_multiple_of_16(spec.width, spec.height, entry.name, spec.param_prefix)
             revised = await self._extend(spec)
             start = time.perf_counter()
             result = await self._backends.unary(
@@ -104,22 +150,34 @@ class ImageGenerationService:
             images = [image for group in response.results for image in group.images]
             revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
             warnings = list(response.warnings)
-        if not images:
-            detail = f": {'; '.join(warnings)}" if warnings else ""
-            raise ApiError(502, f"{entry.name} returned no images{detail}")
-        start = time.perf_counter()
-        delivered = await self._delivery.deliver(images, spec.response_format)
-        timings["delivery"] = (time.perf_counter() - start) * 1000
-        width, height = first_size(images, spec.width, spec.height)
-        return Outcome(
-            entry.name,
-            delivered,
-            width,
-            height,
-            revised_prompt=revised,
-            warnings=warnings,
-            timings=timings,
+        return await deliver_outcome(
+            self._delivery, entry.name, images, spec, revised, warnings, timings
         )
+
+    async def stream(self, spec: GenerationSpec) -> AsyncIterator[StreamEvent]:
+        """Progress, previews, then the delivered images; errors raise ApiError."""
+        entry = self._entry(spec)
+        if not entry.local:
+            yield DoneEvent(await self.generate(spec))
+            return
+        revised = await self._extend(spec)
+        request = self._local_request(spec, revised or spec.prompt)
+        request.partial_images = spec.partial_images
+        messages = self._backends.stream(
+            entry.backend,
+            self._backends.qwen_image.GenerateStream,
+            request,
+            deadline=self._settings.generate_deadline_seconds,
+            what=entry.name,
+        )
+
+        async def finish(result: common_pb2.GenerationResult) -> Outcome:
+            return await deliver_outcome(
+                self._delivery, entry.name, list(result.images), spec, revised
+            )
+
+        async for event in relay(messages, finish, entry.name):
+            yield event
 
     async def _extend(self, spec: GenerationSpec) -> str | None:
         wanted = spec.prompt_extend

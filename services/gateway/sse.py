@@ -1,0 +1,144 @@
+"""Streamed image answers as server-sent events, in OpenAI's gpt-image-1 streaming shapes.
+
+`POST /v1/images/generations` (and `/v1/images/edits`) with `"stream": true` answer
+`text/event-stream`; each event is an `event: <type>` line and a `data: <json>` line. `<kind>` is
+`image_generation` or `image_edit`:
+
+- `<kind>.progress`: `{type, step, total_steps, queue_position}`, while queued (step 0) and after
+  every denoising step. Ours, not OpenAI's: clients that do not know it skip it.
+- `<kind>.partial_image`: `{type, b64_json, partial_image_index, created_at, size, quality,
+  background, output_format}` (+ `step`), one per preview asked for with `partial_images`.
+- `<kind>.completed`: one per image: `b64_json` (or `url` when the request said
+  `response_format: "url"`), `created_at`, `size`, `quality`, `background`, `output_format`,
+  `usage` (+ `index`, `seed`, `model`, `request_id`).
+- `error`: the error envelope (`{code, message, request_id, error: {...}}`), then the stream ends.
+
+The first event is awaited before the answer starts, so what fails early (bad field, unknown
+model, queue full, backend down) is an ordinary HTTP error envelope with its status. A client
+that hangs up, before or during the stream, cancels the gRPC call: the model server stops the
+job at its next step (`disconnect.unless_disconnected` first; then Starlette cancels the stream).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from services.common import requestid
+from services.gateway.disconnect import unless_disconnected
+from services.gateway.errors import ApiError, error_body
+from services.gateway.streaming import DoneEvent, PartialEvent, StepEvent, StreamEvent
+
+log = logging.getLogger("imagemesh.gateway.sse")
+
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# The fields OpenAI's events carry that a diffusion model has no say in.
+FIXED = {"quality": "auto", "background": "opaque"}
+# Token counts mean nothing for a diffusion model; the shape is OpenAI's (the SDK reads it).
+NO_TOKENS = {
+    "input_tokens": 0,
+    "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
+    "output_tokens": 0,
+    "total_tokens": 0,
+}
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event}\ndata: {body}\n\n"
+
+
+def _output_format(mime_type: str) -> str:
+    return {"image/jpeg": "jpeg", "image/webp": "webp"}.get(mime_type, "png")
+
+
+def event_data(kind: str, event: StreamEvent) -> list[dict[str, Any]]:
+    """One stream event -> the JSON objects sent for it (a done event: one per image)."""
+    if isinstance(event, StepEvent):
+        return [
+            {
+                "type": f"{kind}.progress",
+                "step": event.step,
+                "total_steps": event.total_steps,
+                "queue_position": event.queue_position,
+            }
+        ]
+    now = int(time.time())
+    if isinstance(event, PartialEvent):
+        image = event.image
+        return [
+            {
+                "type": f"{kind}.partial_image",
+                "b64_json": base64.b64encode(image.data).decode("ascii"),
+                "partial_image_index": event.index,
+                "step": event.step,
+                "created_at": now,
+                "size": f"{image.width}x{image.height}",
+                "output_format": _output_format(image.mime_type),
+                **FIXED,
+            }
+        ]
+    return _completed(kind, event, now)
+
+
+def _completed(kind: str, event: DoneEvent, now: int) -> list[dict[str, Any]]:
+    outcome = event.outcome
+    usage = {
+        **NO_TOKENS,
+        "width": outcome.width,
+        "height": outcome.height,
+        "image_count": len(outcome.images),
+    }
+    answers = []
+    for index, image in enumerate(outcome.images):
+        data: dict[str, Any] = {"type": f"{kind}.completed", **image.openai()}
+        data.update(
+            index=index,
+            created_at=now,
+            size=f"{image.width or outcome.width}x{image.height or outcome.height}",
+            output_format="png",
+            usage=usage,
+            model=outcome.model,
+            request_id=requestid.get_request_id(),
+            **FIXED,
+        )
+        if image.seed:
+            data["seed"] = image.seed
+        if outcome.revised_prompt:
+            data["revised_prompt"] = outcome.revised_prompt
+        answers.append(data)
+    return answers
+
+
+async def _encode(
+    kind: str, first: StreamEvent, rest: AsyncIterator[StreamEvent]
+) -> AsyncIterator[str]:
+    try:
+        for data in event_data(kind, first):
+            yield sse(data["type"], data)
+        async for event in rest:
+            for data in event_data(kind, event):
+                yield sse(data["type"], data)
+    except ApiError as exc:
+        yield sse("error", error_body(exc))
+    except Exception:  # noqa: BLE001 - the status line is sent: the envelope goes in the stream
+        log.exception("stream failed")
+        rid = requestid.get_request_id()
+        yield sse("error", error_body(ApiError(500, f"internal error; request id {rid}")))
+
+
+async def respond(
+    request: Request, kind: str, events: AsyncIterator[StreamEvent]
+) -> StreamingResponse:
+    """Awaits the first event (an early failure is a plain error envelope), then streams."""
+    first = await unless_disconnected(request, anext(events))
+    return StreamingResponse(
+        _encode(kind, first, events), media_type="text/event-stream", headers=HEADERS
+    )
