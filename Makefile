@@ -12,7 +12,7 @@ MODELS_STAMP := models/.stamp
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: setup postgres run test lint typecheck bench deploy-check images push-images protos models clean
+.PHONY: setup postgres chromium run test lint typecheck bench deploy-check images push-images protos models clean
 
 setup: $(VENV_STAMP) $(GEN_STAMP) $(MODELS_STAMP)
 
@@ -50,7 +50,13 @@ postgres:
 	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
 
-test: setup postgres
+# The web page's test drives Debian's chromium with Playwright (never `playwright install`, which
+# downloads a browser build of its own): installed only when /usr/bin/chromium is missing.
+chromium:
+	@test -x /usr/bin/chromium || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: setup postgres chromium
 	$(PY) -m pytest -q
 
 bench: setup
