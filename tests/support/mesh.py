@@ -78,6 +78,21 @@ class Mesh:
             proc.start()
         wait_until(self.ready(name), timeout, name)
 
+    def another_gateway(self, name: str, env: dict[str, str]) -> tuple[ServiceProcess, str]:
+        """Starts a second gateway over the same backends with `env` on top of the mesh
+        gateway's settings; returns the process (the caller stops it) and its base URL."""
+        port = free_port()
+        settings = {
+            k: v for k, v in self.processes["gateway"].env.items() if k.startswith("GATEWAY_")
+        }
+        process = ServiceProcess.module(
+            name, "services.gateway", env={**settings, **env, "GATEWAY_PORT": str(port)}
+        )
+        url = f"http://127.0.0.1:{port}"
+        process.ready = lambda: _http_ok(f"{url}/healthz")
+        process.log_path.write_text("")
+        return process.start(), url
+
     def stop(self) -> None:
         for name in ("gateway", "qwen_image", "qwen_edit", "providers", "storage"):
             if name in self.processes:
