@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic.json_schema import models_json_schema
 
-from services.gateway import errors, probes
+from services.gateway import errors, page, probes
 from services.gateway.catalog import Catalog
 from services.gateway.chat.protocol import ChatCompletionRequest
 from services.gateway.chat.router import router as chat_router
@@ -90,11 +90,15 @@ def build_app(
     ):
         app.include_router(router)
     _document_bodies(app, [*IMAGE_MODELS, *EDIT_MODELS, ChatCompletionRequest, *TASK_MODELS])
+    open_paths = list(settings.open_paths)
+    if settings.page:
+        page.install(app)
+        open_paths += page.PATHS
 
     # Added last = outermost: the request id wraps everything (even a 401 or 413 carries it),
     # and CORS wraps the key check, so a browser can read a 401 too.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeys, keys=settings.api_keys, open_paths=settings.open_paths)
+    app.add_middleware(ApiKeys, keys=settings.api_keys, open_paths=open_paths)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -82,6 +82,8 @@ class GatewaySettings(BaseSettings):
     # Paths that answer without a key when keys are set, e.g. /healthz,/readyz,/docs,/openapi.json.
     open_paths: CsvList = Field(default_factory=lambda: ["/healthz"])
     cors_origins: CsvList = Field(default_factory=list)
+    # The web page at / (static files; open without a key, its calls send the key typed into it).
+    page: bool = True
 
     # Backends /readyz requires SERVING (the model servers and storage by default).
     ready_backends: CsvList = Field(default_factory=lambda: ["qwen_image", "qwen_edit", "storage"])
