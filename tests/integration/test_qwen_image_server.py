@@ -174,7 +174,7 @@ async def test_a_call_whose_deadline_passes_in_the_queue_is_dropped(stub, server
     gate.arm()
     running = asyncio.ensure_future(stub.Generate(request(seed=1)))
     held = await gate.wait_held()
-    expiring = stub.Generate(request(seed=2), timeout=3)
+    expiring = stub.Generate(request(seed=2), timeout=1.5)
     await wait_for(lambda: queue.waiting == 1, "the call with a deadline to queue")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await expiring
