@@ -93,7 +93,8 @@ def build_app(
     open_paths = list(settings.open_paths)
     if settings.page:
         page.install(app)
-        open_paths += page.PATHS
+        if "/" in open_paths:
+            open_paths += page.PATHS  # the page comes with its files
 
     # Added last = outermost: the request id wraps everything (even a 401 or 413 carries it),
     # and CORS wraps the key check, so a browser can read a 401 too.

@@ -2,9 +2,9 @@
 
 Plain HTML, JS and CSS from `static/` (no build step): a prompt, a model picker filled from
 `/v1/models`, size and steps, a progress bar and partial previews driven by the streamed
-generation, the final image with its link, and a stop button. The page holds no data, so it
-answers without an API key even when keys are set; its own calls send the key typed into it.
-`GATEWAY_PAGE=false` turns it off.
+generation, the final image with its link, and a stop button. With API keys set, the page needs
+one like every other path unless `/` is in `GATEWAY_OPEN_PATHS` (its files then open with it: it
+holds no data); its own calls send the key typed into it. `GATEWAY_PAGE=false` turns it off.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).with_name("static")
 ASSETS = "/ui"
-# Exact paths the key check leaves open (it matches whole paths, not prefixes).
+# The page's exact paths, opened together when "/" is an open path (the key check matches whole
+# paths, not prefixes).
 PATHS = ("/", *(f"{ASSETS}/{f.name}" for f in sorted(STATIC.iterdir()) if f.is_file()))
 
 router = APIRouter(include_in_schema=False)

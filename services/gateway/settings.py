@@ -82,7 +82,9 @@ class GatewaySettings(BaseSettings):
     # Paths that answer without a key when keys are set, e.g. /healthz,/readyz,/docs,/openapi.json.
     open_paths: CsvList = Field(default_factory=lambda: ["/healthz"])
     cors_origins: CsvList = Field(default_factory=list)
-    # The web page at / (static files; open without a key, its calls send the key typed into it).
+    # The web page at / (static files). With API keys set it needs a key like every path, which a
+    # browser cannot send when it opens a page: add "/" to open_paths to open it (its files come
+    # with it); its own calls send the key typed into it.
     page: bool = True
 
     # Backends /readyz requires SERVING (the model servers and storage by default).

@@ -39,6 +39,19 @@ from services.gateway.streaming import DoneEvent, PartialEvent, StepEvent, Strea
 log = logging.getLogger("imagemesh.gateway.sse")
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# The routes' OpenAPI: a 200 may also be this stream.
+OPENAPI: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "example": 'event: image_generation.progress\ndata: {"type": '
+                '"image_generation.progress","step":1,"total_steps":20,"queue_position":0}\n\n',
+            }
+        },
+        "description": "JSON, or with `stream: true` server-sent events (see the README)",
+    }
+}
 # The fields OpenAI's events carry that a diffusion model has no say in.
 FIXED = {"quality": "auto", "background": "opaque"}
 # Token counts mean nothing for a diffusion model; the shape is OpenAI's (the SDK reads it).

@@ -107,8 +107,9 @@ KEY = "sk-page-5d1e0b7a"
 
 @pytest.fixture(scope="module")
 def keyed(mesh: Mesh) -> Iterator[str]:
-    """A second gateway over the mesh's backends, with an API key set."""
-    process, url = mesh.another_gateway("gateway-page-keyed", {"GATEWAY_API_KEYS": KEY})
+    """A second gateway over the mesh's backends, with an API key set and the page opened."""
+    env = {"GATEWAY_API_KEYS": KEY, "GATEWAY_OPEN_PATHS": "/healthz,/"}
+    process, url = mesh.another_gateway("gateway-page-keyed", env)
     yield url
     process.stop()
 
@@ -116,7 +117,7 @@ def keyed(mesh: Mesh) -> Iterator[str]:
 def test_with_api_keys_the_page_loads_and_asks_for_the_key(browser: Browser, keyed: str) -> None:
     context = browser.new_context()
     page = context.new_page()
-    page.goto(keyed + "/")  # the page and its files answer without a key
+    page.goto(keyed + "/")  # opened: the page and its files answer without a key
     expect(page.locator("#error")).to_contain_text("missing API key", timeout=30_000)
     assert page.locator("#auth").get_attribute("open") is not None
     page.fill("#key", KEY)

@@ -16,7 +16,7 @@ from services.gateway.edits.serving import ImageEditService
 from services.gateway.errors import invalid
 from services.gateway.images.protocol import OpenAIImagesResponse, openai_answer
 from services.gateway.images.serving import Outcome
-from services.gateway.sse import respond
+from services.gateway.sse import OPENAPI, respond
 from services.gateway.validation import parse
 
 router = APIRouter(tags=["images"])
@@ -29,6 +29,7 @@ IMAGE_FIELDS = ("image", "image[]", "images", "images[]")
     summary="Edit images: JSON (image URLs / data URLs / base64) or multipart (image files)",
     openapi_extra=json_body(EditJsonRequest, multipart=EditFormRequest),
     response_model=OpenAIImagesResponse,
+    responses=OPENAPI,
 )
 async def edits(request: Request) -> Response:
     service: ImageEditService = request.app.state.edits

@@ -19,7 +19,7 @@ from services.gateway.images.protocol import (
     openai_spec,
 )
 from services.gateway.images.serving import ImageGenerationService, Outcome
-from services.gateway.sse import respond
+from services.gateway.sse import OPENAPI, respond
 from services.gateway.validation import parse
 
 router = APIRouter(tags=["images"])
@@ -31,6 +31,7 @@ BODY_MODELS = (OpenAIImageRequest, DashScopeImageRequest)
     summary="Generate images (OpenAI shape, or DashScope shape when the body has `input`)",
     openapi_extra=json_body(*BODY_MODELS),
     response_model=OpenAIImagesResponse | DashScopeImagesResponse,
+    responses=OPENAPI,
 )
 async def generations(request: Request) -> Response:
     body = await read_json(request)
