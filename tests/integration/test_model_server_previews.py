@@ -1,6 +1,7 @@
-"""Live progress straight from the model servers (gRPC, no gateway), on the mesh's processes:
-GenerateStream / EditStream carry each step and the partial images asked for, and a call whose
-deadline passes while it runs stops the pipeline at the next step."""
+"""Live progress straight from the model servers (gRPC, no gateway): GenerateStream carries each
+step and the partial images asked for (EditStream shares the code; tests/integration/
+test_gateway_stream.py streams an edit through it), and a call whose deadline passes while it runs
+stops the pipeline at the next step."""
 
 from __future__ import annotations
 
@@ -9,19 +10,12 @@ from collections.abc import AsyncIterator, Iterable
 
 import grpc
 import pytest
-from imagemesh.v1 import (
-    common_pb2,
-    qwen_edit_pb2,
-    qwen_edit_pb2_grpc,
-    qwen_image_pb2,
-    qwen_image_pb2_grpc,
-)
+from imagemesh.v1 import common_pb2, qwen_image_pb2, qwen_image_pb2_grpc
 from PIL import Image
 
 from services.modelserver.service import ModelService
 from services.qwen_image.service import start
 from services.qwen_image.settings import QwenImageSettings
-from tests.fakes.pngs import png
 from tests.support.mesh import Mesh
 from tests.support.step_gate import StepGate
 from tests.support.tiny_models import TINY_IMAGE_DIR, ensure_tiny_models
@@ -63,18 +57,6 @@ def test_generate_stream_carries_steps_and_partial_images(mesh: Mesh) -> None:
     partials = [e.partial_image for e in events if e.WhichOneof("event") == "partial_image"]
     assert [picture(p.image).size for p in partials] == [(64, 80)] * 2
     assert picture(events[-1].result.images[0]).size == (64, 80)
-
-
-def test_edit_stream_carries_a_partial_image(mesh: Mesh) -> None:
-    request = qwen_edit_pb2.EditRequest(
-        images=[common_pb2.ImageInput(data=png(64, 64))],
-        prompt="make it blue", width=64, height=64, num_inference_steps=2, partial_images=1,
-    )  # fmt: skip
-    with grpc.insecure_channel(mesh.targets["qwen_edit"]) as channel:
-        events = list(qwen_edit_pb2_grpc.ImageEditingStub(channel).EditStream(request))
-    assert summary(events) == ["step 1", "partial 0@1", "step 2", "result"]
-    partial = next(e.partial_image for e in events if e.WhichOneof("event") == "partial_image")
-    assert picture(partial.image).size == (64, 64)
 
 
 def test_too_many_partial_images_are_refused(mesh: Mesh) -> None:
