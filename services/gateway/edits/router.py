@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from services.gateway.bodies import json_body, read_json
@@ -16,6 +16,7 @@ from services.gateway.edits.serving import ImageEditService
 from services.gateway.errors import invalid
 from services.gateway.images.protocol import OpenAIImagesResponse, openai_answer
 from services.gateway.images.serving import Outcome
+from services.gateway.piecewise import PiecewiseJSONResponse
 from services.gateway.sse import OPENAPI, respond
 from services.gateway.validation import parse
 
@@ -40,7 +41,7 @@ async def edits(request: Request) -> Response:
     if spec.stream:
         return await respond(request, "image_edit", service.stream(spec))
     outcome = await unless_disconnected(request, service.edit(spec))
-    return JSONResponse(openai_answer(outcome), headers=_timing(outcome))
+    return PiecewiseJSONResponse(openai_answer(outcome), headers=_timing(outcome))
 
 
 async def _form(request: Request) -> Any:

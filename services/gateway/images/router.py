@@ -4,7 +4,7 @@ OpenAI-shaped body with `stream: true` is answered with server-sent events (`sse
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from services.gateway.bodies import json_body, read_json
 from services.gateway.disconnect import unless_disconnected
@@ -19,6 +19,7 @@ from services.gateway.images.protocol import (
     openai_spec,
 )
 from services.gateway.images.serving import ImageGenerationService, Outcome
+from services.gateway.piecewise import PiecewiseJSONResponse
 from services.gateway.sse import OPENAPI, respond
 from services.gateway.validation import parse
 
@@ -39,12 +40,12 @@ async def generations(request: Request) -> Response:
     if "input" in body:
         spec = dashscope_spec(parse(DashScopeImageRequest, body))
         outcome = await unless_disconnected(request, service.generate(spec))
-        return JSONResponse(dashscope_answer(outcome), headers=_timing(outcome))
+        return PiecewiseJSONResponse(dashscope_answer(outcome), headers=_timing(outcome))
     spec = openai_spec(parse(OpenAIImageRequest, body))
     if spec.stream:
         return await respond(request, "image_generation", service.stream(spec))
     outcome = await unless_disconnected(request, service.generate(spec))
-    return JSONResponse(openai_answer(outcome), headers=_timing(outcome))
+    return PiecewiseJSONResponse(openai_answer(outcome), headers=_timing(outcome))
 
 
 def _timing(outcome: Outcome) -> dict[str, str]:
