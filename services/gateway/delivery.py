@@ -1,8 +1,8 @@
 """Finished images -> what the client asked for: a link in our bucket, or base64.
 
-`url`: each image goes to the storage service (Storage.Put, concurrently) and its link is
-returned; `b64_json`: the bytes are base64-encoded here, at the edge, the one place the mesh ever
-makes base64.
+`url`: each image goes to the storage service (Storage.Put, concurrently up to a byte budget)
+and its link is returned; `b64_json`: the bytes are base64-encoded here, at the edge, the one
+place the mesh ever makes base64 (and piecewise.py sends it without copying it again).
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from services.gateway.settings import GatewaySettings
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Uploads run side by side up to this many image bytes at a time: each one in flight holds about
+# three copies of its image (its bytes, the request, the request serialised), so four 1328x1328
+# uploads at once would hold the gateway's memory at several times the payload.
+UPLOAD_BATCH_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -38,6 +42,22 @@ class Delivered:
         return {"url": self.url} if self.url is not None else {"b64_json": self.b64_json or ""}
 
 
+def _batches(
+    images: list[common_pb2.Image], limit: int
+) -> list[list[tuple[int, common_pb2.Image]]]:
+    """Consecutive groups of at most `limit` bytes (an image larger than that alone)."""
+    batches: list[list[tuple[int, common_pb2.Image]]] = []
+    size = limit
+    for index, image in enumerate(images):
+        bytes_ = image.ByteSize()  # without copying the data out of the message
+        if size + bytes_ > limit:
+            batches.append([])
+            size = 0
+        batches[-1].append((index, image))
+        size += bytes_
+    return batches
+
+
 class Delivery:
     def __init__(self, settings: GatewaySettings, backends: Backends) -> None:
         self._settings = settings
@@ -47,9 +67,10 @@ class Delivery:
         self, images: list[common_pb2.Image], response_format: str
     ) -> list[Delivered]:
         if response_format == "url":
-            return list(
-                await asyncio.gather(*(self._upload(i, image) for i, image in enumerate(images)))
-            )
+            delivered: list[Delivered] = []
+            for batch in _batches(images, UPLOAD_BATCH_BYTES):
+                delivered += await asyncio.gather(*(self._upload(i, image) for i, image in batch))
+            return delivered
         return [
             Delivered(
                 b64_json=base64.b64encode(image.data).decode("ascii"),
