@@ -10,6 +10,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from services.common.logs import configure_logging
+from services.common.memory import return_large_buffers
 from services.gateway.app import build_app
 from services.gateway.catalog import CatalogError
 from services.gateway.settings import GatewaySettings
@@ -25,6 +26,7 @@ def main() -> None:
     except CatalogError as exc:
         sys.exit(f"gateway: {exc}")
     configure_logging(settings.log_level)
+    return_large_buffers()
     # uvicorn drains on SIGTERM/SIGINT, then restores the handlers it found and raises the signal
     # again: with the default handlers the process would die of it (exit 143) after a clean
     # drain. These make that final signal a normal exit 0, as the gRPC services do.
