@@ -1,8 +1,12 @@
-"""`python -m bench [name ...]`: runs every benchmark module's `main()` (or the ones named).
+"""`python -m bench [name ...]`: runs the benchmark suite (`make bench`), or the ones named.
 
 A benchmark is any `bench/<name>.py` (not starting with `_`) that defines `main()`; it prints its
-own table and target (MET / NOT MET) and writes JSON into bench/results/. Exits non-zero when a
-benchmark fails to run, not when a target is missed: the numbers are for people to read.
+own table and target (MET / NOT MET) and writes JSON into bench/results/. Without names, the
+suite runs (DEFAULT: mesh overhead, throughput, the provider route, payload, storage, about ten
+minutes on an idle 2-core machine); `all` runs every benchmark, the deep dives too (model_server:
+the gRPC server alone vs in-process, n=4, memory). BENCH_QUICK=1 makes every one shorter. Exits
+non-zero when a benchmark fails to run, not when a target is missed: the numbers are for people
+to read.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DEFAULT = ["overhead", "throughput", "providers", "payload", "storage"]
 
 
 def discover() -> list[str]:
@@ -26,7 +31,7 @@ def discover() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or discover()
+    names = discover() if argv == ["all"] else argv or DEFAULT
     unknown = set(names) - set(discover())
     if unknown:
         print(f"unknown benchmark(s): {', '.join(sorted(unknown))}; have: {', '.join(discover())}")
