@@ -93,7 +93,8 @@ def _code_of(context: grpc.aio.ServicerContext, exc: BaseException | None) -> gr
 def _wrap_unary(method: _Method, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = await _begin(method, context)
-        start, failure = time.perf_counter(), None
+        start = time.perf_counter()
+        failure: BaseException | None = None
         try:
             return await behavior(request, context)
         except (grpc.aio.AbortError, asyncio.CancelledError) as exc:
@@ -116,7 +117,8 @@ def _wrap_stream(method: _Method, behavior: Callable[..., Any]) -> Callable[...,
 
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         token = await _begin(method, context)
-        start, failure = time.perf_counter(), None
+        start = time.perf_counter()
+        failure: BaseException | None = None
         try:
             async for response in behavior(request, context):
                 yield response
@@ -153,6 +155,7 @@ def _wrapped(method: _Method, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodH
             handler.request_deserializer,
             handler.response_serializer,
         )
+    assert handler.stream_stream is not None  # one of the four is always set
     return grpc.stream_stream_rpc_method_handler(
         _wrap_stream(method, handler.stream_stream),
         handler.request_deserializer,
@@ -168,9 +171,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
