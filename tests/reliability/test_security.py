@@ -29,8 +29,7 @@ from tests.fakes.fixtures import ProviderFakes
 from tests.reliability.answers import assert_refusal
 from tests.support.hosted import Hosted
 from tests.support.mesh import Mesh
-from tests.support.ports import free_port
-from tests.support.processes import LOG_DIR, ServiceProcess, port_open
+from tests.support.processes import LOG_DIR
 from tests.support.storage import png_bytes
 from tests.support.website import Website, website
 
@@ -43,18 +42,15 @@ ALLOWED_HOST = "127.0.0.2"
 
 @pytest.fixture(scope="module")
 def strict(mesh: Mesh) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **{k: v for k, v in mesh.process("gateway").env.items() if k.startswith("GATEWAY_")},
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_API_KEYS": f"{KEY},sk-another-{secrets.token_hex(4)}",
-        "GATEWAY_FETCH_ALLOW_NETWORKS": f"{ALLOWED_HOST}/32",
-        "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY),
-    }
-    process = ServiceProcess.module(
-        "gateway-strict", "services.gateway", env=env, ready=lambda: port_open("127.0.0.1", port)
-    ).start()
-    yield f"http://127.0.0.1:{port}"
+    process, url = mesh.another_gateway(
+        "gateway-strict",
+        {
+            "GATEWAY_API_KEYS": f"{KEY},sk-another-{secrets.token_hex(4)}",
+            "GATEWAY_FETCH_ALLOW_NETWORKS": f"{ALLOWED_HOST}/32",
+            "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY),
+        },
+    )
+    yield url
     process.stop()
 
 

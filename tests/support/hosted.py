@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from tests.fakes.fixtures import ProviderFakes
 from tests.support.mesh import Mesh
 from tests.support.ports import free_port
-from tests.support.processes import ServiceProcess, grpc_serving, port_open
+from tests.support.processes import ServiceProcess, grpc_serving
 
 # The fakes answer at once: polls and backoff need not wait like a real provider's.
 FAST_PROVIDERS = {
@@ -43,7 +43,7 @@ def hosted_gateway(
 ) -> Iterator[Hosted]:
     """Starts `<name>-providers` (on `fakes`) and `<name>` (a gateway like the mesh's, whose
     providers are that process); stops both at the end."""
-    target, port = f"127.0.0.1:{free_port()}", free_port()
+    target = f"127.0.0.1:{free_port()}"
     providers = ServiceProcess.module(
         f"{name}-providers",
         "services.providers",
@@ -56,24 +56,15 @@ def hosted_gateway(
         },
         ready=lambda: grpc_serving(target),
     ).start()
-    env = {k: v for k, v in mesh.process("gateway").env.items() if k.startswith("GATEWAY_")}
     try:
-        gateway = ServiceProcess.module(
-            name,
-            "services.gateway",
-            env={
-                **env,
-                "GATEWAY_PORT": str(port),
-                "GATEWAY_PROVIDERS_TARGET": target,
-                **(gateway_env or {}),
-            },
-            ready=lambda: port_open("127.0.0.1", port),
-        ).start()
+        gateway, url = mesh.another_gateway(
+            name, {"GATEWAY_PROVIDERS_TARGET": target, **(gateway_env or {})}
+        )
     except BaseException:
         providers.stop()
         raise
     try:
-        yield Hosted(providers, target, gateway, port)
+        yield Hosted(providers, target, gateway, int(url.rsplit(":", 1)[1]))
     finally:
         gateway.stop()
         providers.stop()
