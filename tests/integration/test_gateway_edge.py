@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.support.mesh import Mesh
 from tests.support.ports import free_port
-from tests.support.processes import ServiceProcess, port_open
+from tests.support.processes import ServiceProcess, port_open, wait_until
 
 KEY = "sk-test-3f9a7c1e"
 IMAGE_CAP = 64 * 1024
@@ -126,8 +126,11 @@ def test_the_request_id_reaches_the_model_server(mesh: Mesh) -> None:
         timeout=60,
     )
     assert answer.status_code == 200 and answer.json()["request_id"] == rid
-    assert f"[{rid}]" in mesh.process("qwen_image").log_path.read_text()
-    assert f"[{rid}]" in mesh.process("gateway").log_path.read_text()
+    # Each process writes its line when its own call ends, which may be just after the client
+    # has read the answer: wait for the lines, bounded.
+    for name in ("qwen_image", "gateway"):
+        log = mesh.process(name).log_path
+        wait_until(lambda log=log: f"[{rid}]" in log.read_text(), 10, f"{name}'s log line")
 
 
 def test_metrics_and_docs(mesh: Mesh) -> None:
