@@ -43,6 +43,7 @@ def return_large_buffers(mmap_threshold: int = 1 * MIB) -> bool:
     which holds many clients' answers at once): every block over `mmap_threshold` is mapped on
     its own and given back when freed. A fixed threshold also stops glibc from raising it to the
     largest block freed, after which multi-MB buffers stay in the heap once freed. Measured with
-    n=4 1328x1328 images through the gateway (bench/payload.py): peak growth 3.5x -> 2.6x the
-    payload for links; the page faults cost a few ms on a request that took 45 s."""
+    n=4 1328x1328 images through the gateway as links (bench/payload.py): peak growth 2.6x to
+    3.6x the payload over three runs, 3.5x in the run without it; the page faults cost a few ms
+    on a request that took 45 s."""
     return _mallopt({_M_MMAP_THRESHOLD: mmap_threshold})
