@@ -17,11 +17,15 @@ BUF := .tools/node_modules/.bin/buf
 setup: $(VENV_STAMP) $(GEN_STAMP) $(MODELS_STAMP)
 
 # The venv: torch is pinned exactly in pyproject.toml (2.13.0 is the CPU wheel on local disk).
+# The `dev` dependency group takes every service's group and the tools; pip installs groups from
+# 25.1 on, so the venv's pip is brought to the pinned PIP_VERSION first.
 # The .pth file puts the generated stubs (gen/) on the venv's path, so `import imagemesh.v1` works
 # in every process the venv runs.
+PIP_VERSION := 26.3
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install -q --disable-pip-version-check "pip==$(PIP_VERSION)"
+	$(PY) -m pip install -q --disable-pip-version-check -e . --group dev
 	echo "$(CURDIR)/gen" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/imagemesh-gen.pth
 	touch $@
 
