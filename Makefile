@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
+TOOLS_STAMP := $(VENV)/.tools
 PROTOS := $(wildcard protos/imagemesh/v1/*.proto)
 GEN_STAMP := gen/.stamp
 MODELS_STAMP := models/.stamp
@@ -16,23 +17,28 @@ BUF := .tools/node_modules/.bin/buf
 
 setup: $(VENV_STAMP) $(GEN_STAMP) $(MODELS_STAMP)
 
-# The venv: torch is pinned exactly in pyproject.toml (2.13.0 is the CPU wheel on local disk).
-# The `dev` dependency group takes every service's group and the tools; pip installs groups from
-# 25.1 on, so the venv's pip is brought to the pinned PIP_VERSION first.
-# The .pth file puts the generated stubs (gen/) on the venv's path, so `import imagemesh.v1` works
-# in every process the venv runs.
+# The venv's tools come first: a pip new enough for dependency groups (pip installs them from 25.1
+# on) and the stub generator (the `protos` group), so the stubs exist before the project installs.
 PIP_VERSION := 26.3
-$(VENV_STAMP): pyproject.toml
+$(TOOLS_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "pip==$(PIP_VERSION)"
-	$(PY) -m pip install -q --disable-pip-version-check -e . --group dev
-	echo "$(CURDIR)/gen" > $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/imagemesh-gen.pth
+	$(PY) -m pip install -q --disable-pip-version-check --group protos
 	touch $@
 
 # Stubs are generated at build time with the pinned grpcio-tools and never committed.
-$(GEN_STAMP): $(VENV_STAMP) $(PROTOS)
+$(GEN_STAMP): $(TOOLS_STAMP) $(PROTOS)
 	rm -rf gen && mkdir -p gen
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --grpc_python_out=gen --pyi_out=gen $(PROTOS)
+	touch $@
+
+# The project, installed editable: services/ and the stubs' gen/imagemesh are its packages
+# (pyproject.toml), so `import imagemesh.v1` works in every process the venv runs. setuptools
+# maps gen/imagemesh only if it exists when the project installs: hence the stubs first
+# (order-only: regenerating them later needs no reinstall). torch is pinned exactly in
+# pyproject.toml (2.13.0 is the CPU wheel on local disk); `dev` takes every service's group.
+$(VENV_STAMP): pyproject.toml | $(GEN_STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -e . --group dev
 	touch $@
 
 protos: $(GEN_STAMP)
