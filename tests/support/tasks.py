@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.gateway.tasks.records import NewTask, Status, TaskImage, TaskOutput, TaskRecord
-from services.gateway.tasks.store import TaskStore
+from services.tasks.records import NewTask, Status, TaskImage, TaskOutput, TaskRecord
+from services.tasks.store import TaskStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

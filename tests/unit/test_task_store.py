@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.common.errors import ResourceExhausted
-from services.gateway.tasks.records import Status
-from services.gateway.tasks.store import WORKER_DIED, TaskStore, owner_of
+from services.tasks.records import Status
+from services.tasks.store import WORKER_DIED, TaskStore, owner_of
 from tests.support.tasks import Clock, database_url, new_task, output_for
 
 __all__ = ["database_url"]
@@ -210,7 +210,7 @@ async def test_expired_results_are_listed_oldest_first_then_deleted(
 
 
 async def test_two_replicas_claiming_at_once_never_take_the_same_task(database_url: str) -> None:
-    """Separate engines = separate connection pools, as two gateway processes have."""
+    """Separate engines = separate connection pools, as two tasks processes have."""
     first, second = await TaskStore.open(database_url), await TaskStore.open(database_url)
     try:
         for i in range(60):

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from services.common.errors import InvalidArgument, ResourceExhausted
-from services.gateway.tasks.records import Status, TaskOutput, TaskRecord
-from services.gateway.tasks.store import TaskStore
-from services.gateway.tasks.worker import TaskWorker
+from services.tasks.records import Status, TaskOutput, TaskRecord
+from services.tasks.store import TaskStore
+from services.tasks.worker import TaskWorker
 from tests.support.tasks import RecordingRunner, database_url, new_task, wait_for_status
 
 __all__ = ["database_url"]
@@ -135,7 +135,7 @@ async def test_images_of_a_task_canceled_while_it_finished_are_deleted(store: Ta
 
 
 async def test_two_workers_on_one_database_run_each_task_exactly_once(database_url: str) -> None:
-    """Two stores = two connection pools, as two gateway replicas have."""
+    """Two stores = two connection pools, as two tasks replicas have."""
     runner = RecordingRunner()
     first, second = await TaskStore.open(database_url), await TaskStore.open(database_url)
     workers = [worker(first, runner, concurrency=3), worker(second, runner, concurrency=3)]
@@ -157,7 +157,7 @@ async def test_two_workers_on_one_database_run_each_task_exactly_once(database_u
 async def test_tasks_queued_before_a_restart_run_after_it(database_url: str) -> None:
     before = await TaskStore.open(database_url)
     ids = [(await before.create(new_task(str(i)))).id for i in range(5)]
-    await before.close()  # the gateway stops before any worker took them
+    await before.close()  # the tasks service stops before any worker took them
 
     after = await TaskStore.open(database_url)
     runner = RecordingRunner()
