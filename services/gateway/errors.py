@@ -10,7 +10,10 @@ gRPC status -> HTTP (DESIGN.md): INVALID_ARGUMENT/OUT_OF_RANGE 400, NOT_FOUND 40
 RESOURCE_EXHAUSTED 429 (+ Retry-After), UNAVAILABLE 503, DEADLINE_EXCEEDED 504.
 FAILED_PRECONDITION is 503: the backend cannot serve this model in its current state (a provider
 key not set, a pipeline that lacks a feature's weights); the client did nothing wrong, the
-operator must act, and retrying after they do succeeds. INTERNAL/UNKNOWN/DATA_LOSS from a backend
+operator must act, and retrying after they do succeeds. A service that means something else by a
+code says why in the trailing metadata `imagemesh-reason`, and `REASONS` refines the table for
+it: the tasks service's `task-finished` (cancel of a task that has ended) is the client's
+mistake, 400 (DashScope's UnsupportedOperation). INTERNAL/UNKNOWN/DATA_LOSS from a backend
 is 502: the gateway itself worked, the service behind it (a provider) failed.
 """
 
@@ -27,7 +30,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common import requestid
 from services.common.errors import ServiceError
+from services.gateway.apierror import ApiError, invalid, too_large
 from services.gateway.disconnect import ClientGone
+from services.gateway.validation import explain
+
+# Importers of the gateway's errors take ApiError and its helpers from here too.
+__all__ = [
+    "GRPC_TO_HTTP",
+    "REASONS",
+    "ApiError",
+    "describe_validation",
+    "error_body",
+    "error_response",
+    "from_rpc_error",
+    "from_service_error",
+    "install",
+    "invalid",
+    "too_large",
+]
 
 log = logging.getLogger("imagemesh.gateway")
 
@@ -49,51 +69,11 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNKNOWN: 502,
     grpc.StatusCode.DATA_LOSS: 502,
 }
-
-# OpenAI's `error.type` vocabulary, by HTTP status.
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    409: "conflict_error",
-    413: "request_too_large",
-    415: "invalid_request_error",
-    429: "rate_limit_error",
-    501: "not_implemented_error",
-    502: "upstream_error",
-    503: "service_unavailable",
-    504: "timeout_error",
+# (code, the service's `imagemesh-reason`) -> HTTP, where the reason changes what the code means.
+REASON_KEY = "imagemesh-reason"
+REASONS: dict[tuple[grpc.StatusCode, str], int] = {
+    (grpc.StatusCode.FAILED_PRECONDITION, "task-finished"): 400,
 }
-
-
-class ApiError(Exception):
-    """An HTTP error with a message a person can act on."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.headers = headers or {}
-
-    @property
-    def type(self) -> str:
-        return ERROR_TYPES.get(self.status, "server_error" if self.status >= 500 else "error")
-
-
-def invalid(message: str, param: str | None = None) -> ApiError:
-    return ApiError(400, message, param)
-
-
-def too_large(message: str, param: str | None = None) -> ApiError:
-    return ApiError(413, message, param)
 
 
 def from_service_error(exc: ServiceError) -> ApiError:
@@ -106,7 +86,7 @@ def from_rpc_error(
     """Maps a backend's gRPC error; `what` names the model or service for the message."""
     code = exc.code()
     details = exc.details() or ""
-    status = GRPC_TO_HTTP.get(code, 502)
+    status = REASONS.get((code, _trailer(exc, REASON_KEY) or ""), GRPC_TO_HTTP.get(code, 502))
     headers: dict[str, str] = {}
     if code == grpc.StatusCode.UNAVAILABLE:
         # A refused connection says "failed to connect to all addresses ...": internal addresses
@@ -143,15 +123,22 @@ def _is_connect_failure(details: str) -> bool:
     return "failed to connect" in lowered or "connection refused" in lowered or "dns" in lowered
 
 
+def _trailer(exc: grpc.aio.AioRpcError, name: str) -> str | None:
+    for key, value in exc.trailing_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return None
+
+
 def _retry_after(exc: grpc.aio.AioRpcError) -> int | None:
     """A backend may send `retry-after` (seconds) in its trailing metadata."""
-    for key, value in exc.trailing_metadata() or ():
-        if key == "retry-after":
-            try:
-                return max(1, int(float(value)))
-            except ValueError:
-                return None
-    return None
+    value = _trailer(exc, "retry-after")
+    if value is None:
+        return None
+    try:
+        return max(1, int(float(value)))
+    except ValueError:
+        return None
 
 
 def error_body(err: ApiError) -> dict[str, Any]:
@@ -170,8 +157,6 @@ def error_response(err: ApiError) -> JSONResponse:
 
 def describe_validation(errors: list[Any]) -> ApiError:
     """Pydantic / FastAPI validation errors -> one 400 naming each field and what it allows."""
-    from services.gateway.validation import explain
-
     message, param = explain(errors)
     return invalid(message, param)
 

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from services.gateway.apierror import invalid
+
 M = TypeVar("M", bound=BaseModel)
 
 _TYPE_NAMES = {
@@ -94,8 +96,6 @@ def explain(errors: Sequence[dict[str, Any]]) -> tuple[str, str | None]:
 
 def parse(model: type[M], data: Any) -> M:
     """Validates `data` into `model`, raising the 400 envelope on failure."""
-    from services.gateway.errors import invalid
-
     if not isinstance(data, dict):
         raise invalid("the body must be a JSON object", None)
     try:

@@ -81,3 +81,18 @@ def test_a_bad_catalogue_file_is_refused(tmp_path: Path) -> None:
     path.write_text("models:\n  - {name: a, backend: nowhere, kinds: [image]}\n")
     with pytest.raises(CatalogError, match="invalid"):
         Catalog.load(path)
+
+
+def test_a_finished_task_cancel_is_the_clients_400_not_a_503() -> None:
+    """The tasks service marks its FAILED_PRECONDITION with a reason; the one table maps it."""
+    finished = rpc_error(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "task 1 has already finished (succeeded); only a queued or running task can be canceled",
+        Metadata(("imagemesh-reason", "task-finished")),
+    )
+    err = from_rpc_error(finished, "the task service", 2)
+    assert err.status == 400 and err.message.startswith("task 1 has already finished")
+    other = rpc_error(
+        grpc.StatusCode.FAILED_PRECONDITION, "set X", Metadata(("imagemesh-reason", "other"))
+    )
+    assert from_rpc_error(other, "wanx", 2).status == 503
