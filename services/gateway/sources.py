@@ -1,10 +1,10 @@
 """Input images as clients give them -> checked image bytes for the mesh.
 
 Accepted: an uploaded file's bytes, a `data:image/...;base64,` URL, bare base64, or an http(s)
-URL. URLs are downloaded with the storage service's own `Fetcher` (same rules: http(s) only, no
-loopback/private/link-local address unless allow-listed, every redirect hop checked, a timeout, a
-byte cap counted while streaming, image content only); links into our own bucket are read with
-Storage.Get instead. Every image must parse as PNG, JPEG, WebP, GIF, BMP or TIFF and stay within
+URL. URLs are downloaded with the mesh's one fetcher (`services.common.fetch`: http(s) only, no
+loopback/private/link-local address unless in GATEWAY_FETCH_ALLOW_NETWORKS, every redirect hop
+checked, a timeout, a byte cap counted while streaming, image content only); any other scheme is
+refused by name; links into our own bucket are read with Storage.Get instead. Every image must parse as PNG, JPEG, WebP, GIF, BMP or TIFF and stay within
 the per-image cap (413 past it). Errors name the field (`image`, `image[1]`, `mask`).
 """
 
@@ -13,19 +13,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import re
 import urllib.parse
 from typing import Any
 
 from imagemesh.v1 import storage_pb2
 
 from services.common.errors import InvalidArgument
+from services.common.fetch import Downloader, FetchFailed, FetchRules, shown, sniff
 from services.gateway.clients import Backends
 from services.gateway.errors import ApiError, invalid, too_large
 from services.gateway.settings import GatewaySettings
-from services.storage.fetcher import Fetcher
-from services.storage.media_types import sniff
-from services.storage.settings import StorageSettings
-from services.storage.url_policy import shown
+
+# `scheme://...`: a URL (refused by name unless http(s)), not base64, which has no ':'.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _mib(n: int) -> str:
@@ -37,19 +38,19 @@ class ImageSources:
         self._settings = settings
         self._backends = backends
         self._max = settings.max_image_bytes
-        # The storage service's rules, built from the gateway's own settings (no STORAGE_* read).
-        rules = StorageSettings.model_construct(
-            fetch_max_bytes=settings.max_image_bytes,
-            fetch_timeout_seconds=settings.fetch_timeout_seconds,
-            fetch_max_redirects=settings.fetch_max_redirects,
-            fetch_allow_networks=list(settings.fetch_allow_networks),
+        self._downloader = Downloader(
+            FetchRules(
+                max_bytes=settings.max_image_bytes,
+                timeout_seconds=settings.fetch_timeout_seconds,
+                max_redirects=settings.fetch_max_redirects,
+                allow_networks=settings.fetch_allow_networks,
+                user_agent="imagemesh-gateway/1",
+            )
         )
-        # Only Fetcher.download is used: nothing is stored, so no uploader.
-        self._fetcher = Fetcher(rules, uploader=None)  # type: ignore[arg-type]
         self._own = [p if p.endswith("/") else p + "/" for p in settings.storage_link_prefixes]
 
     async def close(self) -> None:
-        await self._fetcher.close()
+        await self._downloader.close()
 
     async def from_bytes(self, data: bytes, param: str) -> bytes:
         if not data:
@@ -74,8 +75,8 @@ class ImageSources:
             raise invalid(f"{param} is empty; give an http(s) URL, a data: URL or base64", param)
         if text.startswith("data:"):
             data = self._data_url(text, param)
-        elif text.startswith(("http://", "https://")):
-            data = await self._download(text, param)
+        elif _URL.match(text):
+            return await self._download(text, param)
         else:
             data = self._base64(text, param, "base64 image bytes")
         return await self._check(data, param)
@@ -105,19 +106,21 @@ class ImageSources:
             ) from None
 
     async def _download(self, url: str, param: str) -> bytes:
+        """A URL's checked image bytes (the download sniffs them; bucket objects are checked)."""
         key = self._own_key(url)
         if key is not None:
-            return await self._from_bucket(key, url, param)
+            return await self._check(await self._from_bucket(key, url, param), param)
         try:
-            fetched = await self._fetcher.download(url)
-        except InvalidArgument as exc:
-            message = exc.message.removeprefix("url: ")
-            if "larger than the" in message:
+            fetched = await self._downloader.download(url, field=param)
+        except FetchFailed as exc:
+            if exc.reason == "too_large":
                 raise too_large(
                     f"{param}: {shown(url)} is larger than the {_mib(self._max)} per-image limit",
                     param,
                 ) from None
-            raise invalid(f"{param}: {message}", param) from None
+            if exc.reason == "not_image" and "readable image" in exc.detail:
+                raise invalid(f"{exc.message}; send a PNG, JPEG or WebP image", param) from None
+            raise invalid(exc.message, param) from None
         return fetched.data
 
     def _own_key(self, url: str) -> str | None:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from imagemesh.v1 import storage_pb2_grpc
 
 from services.common.errors import ServiceError
+from services.common.fetch import Downloader
 from services.common.logs import configure_logging
 from services.common.memory import keep_large_buffers
 from services.common.server import MeshServer
-from services.storage.fetcher import Fetcher
+from services.storage.fetcher import Fetcher, fetch_rules
 from services.storage.object_store import ObjectStore
 from services.storage.servicer import SERVICE_NAME, StorageServicer
 from services.storage.settings import StorageSettings
@@ -46,7 +47,7 @@ async def start(settings: StorageSettings) -> StorageService:
     """Listens and reports SERVING; the caller stops it with `close()`."""
     store = ObjectStore(settings)
     uploader = Uploader(settings, store)
-    fetcher = Fetcher(settings, uploader)
+    fetcher = Fetcher(Downloader(fetch_rules(settings)), uploader)
     server = MeshServer(settings, [SERVICE_NAME])
     storage_pb2_grpc.add_StorageServicer_to_server(StorageServicer(uploader, fetcher), server.grpc)
     await server.start()

@@ -6,17 +6,13 @@ credentials of `scripts/s3_server.py`; any S3 endpoint works by setting these va
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Annotated
-
 from pydantic import Field, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.common.errors import InvalidArgument
+from services.common.fetch import AllowNetworks
 from services.common.settings import MIB, ServerSettings
 from services.storage.keys import check_prefix
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # S3 caps a presigned URL at 7 days.
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -66,18 +62,7 @@ class StorageSettings(ServerSettings):
     # Fetch refuses hosts that resolve to loopback, private, link-local or reserved addresses
     # (no caller may reach internal hosts through it) unless the address is in one of these
     # networks, e.g. STORAGE_FETCH_ALLOW_NETWORKS=127.0.0.0/8,10.1.0.0/16.
-    fetch_allow_networks: Annotated[list[IPNetwork], NoDecode] = []
-
-    @field_validator("fetch_allow_networks", mode="before")
-    @classmethod
-    def _split_networks(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [
-                ipaddress.ip_network(part.strip(), strict=False)
-                for part in value.split(",")
-                if part.strip()
-            ]
-        return value
+    fetch_allow_networks: AllowNetworks = []
 
     @field_validator("upload_dir")
     @classmethod

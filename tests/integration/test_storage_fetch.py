@@ -12,8 +12,8 @@ from imagemesh.v1 import storage_pb2, storage_pb2_grpc
 from minio import Minio
 
 from services.common.channels import insecure_channel
-from services.common.errors import InvalidArgument
-from services.storage.fetcher import Fetcher
+from services.common.fetch import Downloader, FetchFailed
+from services.storage.fetcher import fetch_rules
 from services.storage.service import StorageService, start
 from services.storage.settings import StorageSettings
 from tests.support.storage import (
@@ -189,10 +189,12 @@ async def test_a_bad_name_is_refused_before_downloading(trusting, site: str) -> 
 
 async def test_a_download_that_stalls_is_cut_at_the_timeout(trusting, site: str) -> None:
     settings = StorageSettings(fetch_timeout_seconds=0.5, fetch_allow_networks="127.0.0.0/8")
-    # The plain class, without gRPC or S3: a stalled download never reaches the uploader.
-    fetcher = Fetcher(settings, uploader=None)  # type: ignore[arg-type]
+    # The downloader with storage's rules, without gRPC or S3: a stalled download never
+    # reaches the uploader.
+    downloader = Downloader(fetch_rules(settings))
     try:
-        with pytest.raises(InvalidArgument, match="took longer than 0.5 s"):
-            await fetcher.download(f"{site}/stall.png")
+        with pytest.raises(FetchFailed, match="url: .* took longer than 0.5 s") as err:
+            await downloader.download(f"{site}/stall.png")
+        assert err.value.reason == "timeout"
     finally:
-        await fetcher.close()
+        await downloader.close()

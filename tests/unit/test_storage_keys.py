@@ -8,11 +8,10 @@ import pytest
 
 from services.common.errors import InvalidArgument
 from services.storage.keys import check_key, check_name, check_prefix, file_name, make_key
-from services.storage.media_types import check_content_type, sniff
+from services.storage.media_types import check_content_type
 from services.storage.object_store import ObjectStore
 from services.storage.settings import StorageSettings
 from services.storage.uploader import Uploader
-from tests.support.storage import png_bytes
 
 # 2026-11-22T10:00:00.123Z
 NOW_MS = 1795356000123
@@ -89,18 +88,6 @@ def test_content_types_are_normalised(given: str, expected: str) -> None:
 def test_other_content_types_are_refused_with_the_accepted_list(given: str) -> None:
     with pytest.raises(InvalidArgument, match="use one of image/png, image/jpeg"):
         check_content_type(given)
-
-
-@pytest.mark.parametrize(
-    ("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp")]
-)
-def test_sniff_names_the_real_type(fmt: str, mime: str) -> None:
-    assert sniff(png_bytes(8, 8, fmt=fmt)) == mime
-
-
-def test_sniff_refuses_bytes_that_are_no_image() -> None:
-    with pytest.raises(InvalidArgument, match="not a readable image"):
-        sniff(b"<html>hello</html>")
 
 
 def test_settings_read_allowed_networks_as_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:

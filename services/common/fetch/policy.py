@@ -1,10 +1,11 @@
-"""Which URLs Fetch may download: http(s) only, and never an internal address.
+"""Which URLs may be fetched: http(s) only, and never an internal address.
 
 A host is resolved here and every address it resolves to is checked: loopback, private,
 link-local (cloud metadata at 169.254.169.254), reserved, multicast and other non-public addresses
 are refused unless a configured network allows them. The download then connects to the checked
 address itself (the URL's host is kept in the Host header and TLS server name), so a second DNS
-answer cannot swap in an internal address between the check and the connection.
+answer cannot swap in an internal address between the check and the connection. `Downloader`
+calls `resolve` again for every redirect hop.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 
 import httpx
 
-from services.common.errors import InvalidArgument
+from services.common.fetch.errors import FetchFailed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+SCHEMES = ("http", "https")
 
 
 @dataclass(frozen=True)
@@ -48,16 +50,24 @@ def shown(url: httpx.URL | str) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def parse(url: str | httpx.URL) -> httpx.URL:
+def parse(url: str | httpx.URL, field: str = "url") -> httpx.URL:
+    """The URL, if its scheme is http(s) and it has a host; FetchFailed("refused") otherwise."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise InvalidArgument(f"url: not a valid URL ({exc})") from exc
-    if parsed.scheme not in ("http", "https"):
-        scheme = parsed.scheme or "no scheme"
-        raise InvalidArgument(f"url: {scheme!r} is not allowed; give an http:// or https:// URL")
+        raise FetchFailed(field, f"not a valid URL ({exc})", "refused") from exc
+    if not parsed.scheme:
+        raise FetchFailed(
+            field, f"{str(url)[:200]!r} has no scheme; give an http:// or https:// URL", "refused"
+        )
+    if parsed.scheme not in SCHEMES:
+        raise FetchFailed(
+            field,
+            f"scheme {parsed.scheme!r} is not allowed; give an http:// or https:// URL",
+            "refused",
+        )
     if not parsed.host:
-        raise InvalidArgument(f"url: {shown(parsed)} has no host")
+        raise FetchFailed(field, f"{shown(parsed)} has no host", "refused")
     return parsed
 
 
@@ -79,10 +89,12 @@ def _kind(address: IPAddress) -> str | None:
 
 
 class UrlPolicy:
+    """Public addresses pass; internal ones only inside `allow_networks`."""
+
     def __init__(self, allow_networks: Sequence[IPNetwork] = ()) -> None:
         self._allow = list(allow_networks)
 
-    def check_address(self, address: IPAddress, host: str) -> None:
+    def check_address(self, address: IPAddress, host: str, field: str = "url") -> None:
         kind = _kind(address)
         if kind is None or any(address in network for network in self._allow):
             return
@@ -91,22 +103,19 @@ class UrlPolicy:
             said = f"{address} is a {kind} address"
         else:
             said = f"{host!r} resolves to a {kind} address"
-        raise InvalidArgument(f"url: {said}; internal hosts may not be fetched")
+        raise FetchFailed(field, f"{said}; internal hosts may not be fetched", "refused")
 
-    async def resolve(self, url: str | httpx.URL) -> Target:
-        parsed = parse(url)
+    async def resolve(self, url: str | httpx.URL, field: str = "url") -> Target:
+        parsed = parse(url, field)
         host = parsed.raw_host.decode("ascii")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         try:
             literal: IPAddress | None = ipaddress.ip_address(host)
         except ValueError:
             literal = None
-        if literal is not None:
-            addresses = [literal]
-        else:
-            addresses = await _lookup(host, port)
+        addresses = [literal] if literal is not None else await _lookup(host, port, field)
         for address in addresses:
-            self.check_address(address, host)
+            self.check_address(address, host, field)
         chosen = addresses[0]
         return Target(
             url=parsed,
@@ -117,11 +126,11 @@ class UrlPolicy:
         )
 
 
-async def _lookup(host: str, port: int) -> list[IPAddress]:
+async def _lookup(host: str, port: int, field: str) -> list[IPAddress]:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise InvalidArgument(f"url: cannot resolve host {host!r}") from exc
+        raise FetchFailed(field, f"cannot resolve host {host!r}", "unreachable") from exc
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         # Drop an IPv6 zone ("fe80::1%eth0") before parsing; it is link-local either way.
@@ -129,5 +138,5 @@ async def _lookup(host: str, port: int) -> list[IPAddress]:
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise InvalidArgument(f"url: cannot resolve host {host!r}")
+        raise FetchFailed(field, f"cannot resolve host {host!r}", "unreachable")
     return addresses

@@ -1,0 +1,47 @@
+"""What downloaded (or uploaded) bytes really are: the image types the mesh accepts, checked by
+parsing them with Pillow, whatever the sender said they were."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image
+
+from services.common.errors import InvalidArgument
+
+# Pillow's format names -> the content types the mesh accepts.
+FORMATS = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "MPO": "image/jpeg",  # multi-picture JPEG (phone cameras): a JPEG to every reader
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+IMAGE_TYPES = tuple(dict.fromkeys(FORMATS.values()))
+
+
+def sniff(data: bytes) -> str:
+    """The content type the bytes really are; InvalidArgument when they are no accepted image.
+
+    Blocking (Pillow parses the whole file structure): run it off the event loop.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                fmt = image.format or ""
+                image.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidArgument(f"the image is too large to accept: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad bytes
+        # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" says nothing more.
+        reason = "" if isinstance(exc, Image.UnidentifiedImageError) else f" ({exc})"
+        raise InvalidArgument(f"the bytes are not a readable image{reason}") from exc
+    if fmt not in FORMATS:
+        raise InvalidArgument(
+            f"{fmt or 'this'} images are not accepted; use one of {', '.join(IMAGE_TYPES)}"
+        )
+    return FORMATS[fmt]
