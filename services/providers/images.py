@@ -1,8 +1,14 @@
 """Image bytes in and out of the providers: result downloads and input decoding.
 
 Provider result URLs expire (DashScope 24 h, LiblibAI 7 days), so every result is downloaded
-here, with a size cap, and handed back as bytes. The download client is separate from the
-providers' clients so that no API key is ever sent to a storage host.
+here and handed back as bytes, with the mesh's one fetcher (`services.common.fetch`): every hop's
+address checked (a result URL, or a redirect, to an internal address not in
+PROVIDERS_FETCH_ALLOW_NETWORKS is refused), a size cap, the bytes sniffed. The fetcher's client is
+separate from the providers' clients, so no API key is ever sent to a storage host.
+
+A result URL that fails is the provider's failure (ABORTED, the gateway's 502), or UNAVAILABLE
+when worth another attempt (5xx, no connection), retried like any upstream call; an input image
+URL that fails is the caller's (INVALID_ARGUMENT), except for the same retryable cases.
 """
 
 from __future__ import annotations
@@ -11,10 +17,15 @@ import base64
 import binascii
 import io
 
-import httpx
 import PIL.Image
 
-from services.common.errors import InvalidArgument, ProviderFailed
+from services.common.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ProviderFailed,
+    ServiceError,
+)
+from services.common.fetch import Downloaded, Downloader, FetchFailed, FetchRules, shown
 from services.providers import deadline
 from services.providers.settings import ProvidersSettings
 from services.providers.types import Image, ImageInput
@@ -70,46 +81,65 @@ class ImageFetcher:
     def __init__(self, settings: ProvidersSettings) -> None:
         self.settings = settings
         self.max_bytes = settings.max_image_bytes
-        # Retries and timeouts as for the providers; no auth headers on this client.
+        self._downloader = Downloader(
+            FetchRules(
+                max_bytes=settings.max_image_bytes,
+                timeout_seconds=settings.request_timeout_seconds,
+                max_redirects=settings.fetch_max_redirects,
+                allow_networks=settings.fetch_allow_networks,
+                # Provider storage hosts may label images application/octet-stream; the bytes
+                # are sniffed either way.
+                image_content_type=False,
+                user_agent="imagemesh-providers/1",
+            )
+        )
+        # Retries as for the providers' own calls (its client is never used: no auth headers).
         self._upstream = Upstream(settings, label="image host", base_url="", key_env="")
-        self._upstream.client.follow_redirects = True
 
     async def aclose(self) -> None:
+        await self._downloader.close()
         await self._upstream.aclose()
 
-    async def download(self, url: str, what: str = "result image") -> bytes:
-        """The bytes at `url`, at most `max_image_bytes`; retried like any upstream call."""
-        if not url.startswith(("http://", "https://")):
+    async def download(self, url: str, what: str = "result image", result: bool = True) -> bytes:
+        """The image at `url`, at most `max_image_bytes`, retried like any upstream call.
+        `result`: the URL is the provider's (its failures are the provider's) rather than the
+        caller's."""
+        if result and not url.startswith(("http://", "https://")):
             raise ProviderFailed(f"{what}: the provider returned an unusable URL {url[:100]!r}")
 
-        async def attempt() -> bytes:
+        async def attempt() -> Downloaded:
             timeout = deadline.budget(self.settings.request_timeout_seconds, "an image download")
             try:
-                async with self._upstream.client.stream("GET", url, timeout=timeout) as response:
-                    if response.status_code >= 500:
-                        raise Transient(f"{what}: {url[:120]} answered HTTP {response.status_code}")
-                    if response.status_code >= 400:
-                        raise ProviderFailed(
-                            f"{what}: {url[:120]} answered HTTP {response.status_code} "
-                            "(expired or withheld)"
-                        )
-                    size = int(response.headers.get("content-length") or 0)
-                    if size > self.max_bytes:
-                        raise ProviderFailed(self._too_large(what, size))
-                    chunks, total = [], 0
-                    async for chunk in response.aiter_bytes():
-                        total += len(chunk)
-                        if total > self.max_bytes:
-                            raise ProviderFailed(self._too_large(what, total))
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-            except httpx.TransportError as exc:
-                raise self._upstream.transport_error(exc) from exc
+                return await self._downloader.download(url, field=what, timeout=timeout)
+            except FetchFailed as exc:
+                raise self._failure(exc, url, what, result) from exc
 
-        return await self._upstream.retrying(attempt)
+        return (await self._upstream.retrying(attempt)).data
 
-    def _too_large(self, what: str, size: int) -> str:
-        return f"{what} is larger than the {self.max_bytes} byte limit ({size} bytes or more)"
+    def _failure(self, exc: FetchFailed, url: str, what: str, result: bool) -> ServiceError:
+        retryable = exc.reason == "unreachable" or (
+            exc.reason == "status" and (exc.status >= 500 or exc.status == 408)
+        )
+        if retryable:
+            return Transient(exc.message)
+        if exc.reason == "timeout":
+            left = deadline.remaining()
+            if left is not None and left <= 0.05:
+                return DeadlineExceeded(f"deadline passed while downloading the {what}")
+            return Transient(exc.message)
+        if exc.reason == "too_large":
+            message = f"{what} is larger than the {self.max_bytes} byte limit ({shown(url)})"
+            return ProviderFailed(message) if result else InvalidArgument(message)
+        if not result:
+            return exc
+        if exc.reason == "refused":
+            return ProviderFailed(
+                f"{exc.message}: the provider's result URL was refused (internal networks may "
+                "be fetched only when listed in PROVIDERS_FETCH_ALLOW_NETWORKS)"
+            )
+        if exc.reason == "status":
+            return ProviderFailed(f"{exc.message} (expired or withheld)")
+        return ProviderFailed(f"the provider's {exc.message}")
 
     async def fetch(self, url: str, seed: int = 0, what: str = "result image") -> Image:
         return to_image(await self.download(url, what), seed)
@@ -119,7 +149,7 @@ class ImageFetcher:
         if source.data:
             data = source.data
         elif source.url.startswith(("http://", "https://")):
-            data = await self.download(source.url, what)
+            data = await self.download(source.url, what, result=False)
         elif source.url:
             data = decode_base64(source.url, what)
         else:

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.fetch import AllowNetworks
 from services.common.settings import MIB, ServerSettings
 
 
@@ -46,6 +47,11 @@ class ProvidersSettings(ServerSettings):
     task_timeout_seconds: float = Field(default=600.0, gt=0)
     # Each provider result image is downloaded; larger ones are refused.
     max_image_bytes: int = Field(default=50 * MIB, ge=1024)
+    # Result and input image URLs go through the mesh's one fetcher: a host (or a redirect to
+    # one) that resolves to a loopback, private, link-local or reserved address is refused unless
+    # in one of these networks (comma-separated CIDRs, e.g. 127.0.0.0/8 for local test fakes).
+    fetch_allow_networks: AllowNetworks = []
+    fetch_max_redirects: int = Field(default=5, ge=0)
     # Pooled connections per provider.
     max_connections: int = Field(default=100, ge=1)
     # The connection pool under the httpx clients: "aiohttp" (less CPU per call) or "httpx"

@@ -109,6 +109,9 @@ class FakeDashScope(FakeProvider):
         self.failed_message = "Inner server error: algorithm failed to generate the image."
         self.downloads = 0
         self.leaked_keys = 0
+        # When set, result image URLs answer a 302 to this location (a storage host that
+        # redirects somewhere it should not).
+        self.result_location: str | None = None
 
     # -- shapes --------------------------------------------------------------------------------
 
@@ -156,6 +159,8 @@ class FakeDashScope(FakeProvider):
 
     async def result_image(self, request: Request) -> Response:
         self.record_download(request)
+        if self.result_location is not None:
+            return Response(status_code=302, headers={"Location": self.result_location})
         match = re.search(r"-(\d+)x(\d+)\.png$", request.path_params["name"])
         if match is None:
             return Response("NoSuchKey", 404)

@@ -24,7 +24,10 @@ class ProviderFakes:
     liblib: FakeLiblib
 
     def env(self) -> dict[str, str]:
-        return {**self.openai.env(), **self.dashscope.env(), **self.liblib.env()}
+        # The fakes serve their result images from loopback, which the providers' fetcher
+        # refuses unless allowed.
+        allow = {"PROVIDERS_FETCH_ALLOW_NETWORKS": "127.0.0.0/8"}
+        return {**self.openai.env(), **self.dashscope.env(), **self.liblib.env(), **allow}
 
     def reset(self) -> None:
         for fake in (self.openai, self.dashscope, self.liblib):

@@ -47,6 +47,8 @@ def providers_settings(fakes: ProviderFakes | None = None, **overrides: Any) -> 
             liblib_access_key=fakes.liblib.access_key,
             liblib_secret_key=fakes.liblib.secret_key,
             liblib_base_url=fakes.liblib.url,
+            # The fakes serve their result images from loopback.
+            fetch_allow_networks="127.0.0.0/8",
         )
     values.update(overrides)
     return ProvidersSettings(**values)
