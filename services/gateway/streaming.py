@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from imagemesh.v1 import common_pb2
 
 from services.gateway.errors import ApiError
-
-if TYPE_CHECKING:
-    from services.gateway.images.serving import Outcome
+from services.gateway.outcome import Outcome
 
 
 @dataclass(frozen=True)

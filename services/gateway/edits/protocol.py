@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import Field
 
 from services.gateway.errors import invalid
-from services.gateway.images.protocol import ImageKnobs, StreamKnobs, stream_format
+from services.gateway.knobs import ImageKnobs, StreamKnobs, stream_format
 from services.gateway.sizes import resolve_size
+from services.gateway.validation import parse
 
 MAX_INPUT_IMAGES = 16
 
@@ -146,8 +147,6 @@ def form_spec(
     fields: dict[str, Any], images: list[bytes | str], mask: bytes | str | None
 ) -> EditSpec:
     """Multipart: the text fields, then the `image` parts in order (file bytes or text)."""
-    from services.gateway.validation import parse
-
     request = parse(EditFormFields, fields)
     refs = [_ref(f"image[{i}]" if len(images) > 1 else "image", v) for i, v in enumerate(images)]
     mask_ref = _ref("mask", mask) if mask not in (None, b"", "") else None

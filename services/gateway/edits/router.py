@@ -15,7 +15,7 @@ from services.gateway.edits.protocol import EditFormRequest, EditJsonRequest, fo
 from services.gateway.edits.serving import ImageEditService
 from services.gateway.errors import invalid
 from services.gateway.images.protocol import OpenAIImagesResponse, openai_answer
-from services.gateway.images.serving import Outcome
+from services.gateway.outcome import Outcome
 from services.gateway.piecewise import PiecewiseJSONResponse
 from services.gateway.sse import OPENAPI, respond
 from services.gateway.validation import parse

@@ -17,7 +17,8 @@ from services.gateway.catalog import Catalog, Entry
 from services.gateway.clients import Backends
 from services.gateway.delivery import Delivery
 from services.gateway.edits.protocol import EditSpec, ImageRef
-from services.gateway.images.serving import Outcome, check_count, deliver_outcome
+from services.gateway.knobs import check_count
+from services.gateway.outcome import Outcome, deliver_outcome
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
 from services.gateway.sources import ImageSources

@@ -10,51 +10,15 @@ events with progress and `partial_images` previews, `services/gateway/sse.py`); 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.gateway.envelope import success
 from services.gateway.errors import invalid
+from services.gateway.knobs import ImageKnobs, StreamKnobs, stream_format
+from services.gateway.outcome import Outcome
 from services.gateway.sizes import resolve_size
-
-if TYPE_CHECKING:
-    from services.gateway.images.serving import Outcome
-
-ResponseFormat = Literal["url", "b64_json"]
-MAX_SEED = 2**63 - 1
-
-
-class ImageKnobs(BaseModel):
-    """The Qwen knobs both shapes share (seed 002 `parameters`, seed 003 top level)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    negative_prompt: str | None = None
-    size: str | None = Field(default=None, examples=["1024x1024", "1328*1328"])
-    aspect_ratio: str | None = Field(default=None, examples=["16:9"])
-    width: int | None = Field(default=None, ge=16, le=4096)
-    height: int | None = Field(default=None, ge=16, le=4096)
-    n: int = Field(default=1, ge=1, le=10)
-    response_format: ResponseFormat = "url"
-    num_inference_steps: int | None = Field(default=None, ge=1, le=100)
-    true_cfg_scale: float | None = Field(default=None, ge=0, le=50)
-    guidance_scale: float | None = Field(default=None, ge=0, le=50)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
-    prompt_extend: bool | None = None
-    watermark: bool = False
-
-
-class StreamKnobs(BaseModel):
-    """OpenAI's image streaming fields (gpt-image-1)."""
-
-    stream: bool = Field(
-        default=False,
-        description="Answer text/event-stream: progress per step, partial images, then the result",
-    )
-    partial_images: int = Field(
-        default=0, ge=0, le=3, description="Previews sent while streaming (fewer if few steps)"
-    )
 
 
 class OpenAIImageRequest(ImageKnobs, StreamKnobs):
@@ -144,14 +108,6 @@ class GenerationSpec:
     param_prefix: str = ""  # where the knobs sit in the request ("parameters." for DashScope)
     stream: bool = False
     partial_images: int = 0  # previews in a stream, 0..3
-
-
-def stream_format(request: ImageKnobs, stream: bool) -> str:
-    """The response format: a stream carries base64 (OpenAI's streaming events do) unless the
-    client asked for links."""
-    if stream and "response_format" not in request.model_fields_set:
-        return "b64_json"
-    return request.response_format
 
 
 def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> GenerationSpec:

@@ -18,7 +18,8 @@ from services.gateway.images.protocol import (
     openai_answer,
     openai_spec,
 )
-from services.gateway.images.serving import ImageGenerationService, Outcome
+from services.gateway.images.serving import ImageGenerationService
+from services.gateway.outcome import Outcome
 from services.gateway.piecewise import PiecewiseJSONResponse
 from services.gateway.sse import OPENAPI, respond
 from services.gateway.validation import parse

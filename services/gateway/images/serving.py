@@ -15,88 +15,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from imagemesh.v1 import common_pb2, providers_pb2, qwen_image_pb2
 
 from services.gateway.catalog import Catalog, Entry
 from services.gateway.clients import Backends
-from services.gateway.delivery import Delivered, Delivery
-from services.gateway.errors import ApiError, invalid
+from services.gateway.delivery import Delivery
+from services.gateway.errors import ApiError
 from services.gateway.images.protocol import GenerationSpec
+from services.gateway.knobs import check_count
+from services.gateway.outcome import Outcome, deliver_outcome
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
 from services.gateway.streaming import DoneEvent, StreamEvent, relay
 
-if TYPE_CHECKING:
-    from services.gateway.edits.protocol import EditSpec
-
 log = logging.getLogger("imagemesh.gateway.images")
-
-
-@dataclass
-class Outcome:
-    """Images made for one request, delivered as the client asked."""
-
-    model: str
-    images: list[Delivered]
-    width: int
-    height: int
-    created: int = field(default_factory=lambda: int(time.time()))
-    revised_prompt: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    # Milliseconds spent where, for the Server-Timing header: "backend" (the gRPC call), "model"
-    # (the pipeline itself, as the model server reports it), "delivery" (storage or base64).
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def server_timing(self) -> str:
-        return ", ".join(f"{name};dur={ms:.1f}" for name, ms in self.timings.items())
-
-
-def check_count(n: int, entry: Entry, prefix: str = "") -> None:
-    if n > entry.max_images:
-        raise invalid(
-            f"{prefix}n must be between 1 and {entry.max_images} for {entry.name} (got {n})",
-            f"{prefix}n",
-        )
-
-
-def first_size(images: list[common_pb2.Image], width: int, height: int) -> tuple[int, int]:
-    if images and images[0].width and images[0].height:
-        return images[0].width, images[0].height
-    return width, height
-
-
-async def deliver_outcome(
-    delivery: Delivery,
-    model: str,
-    images: list[common_pb2.Image],
-    spec: GenerationSpec | EditSpec,
-    revised: str | None = None,
-    warnings: list[str] | None = None,
-    timings: dict[str, float] | None = None,
-) -> Outcome:
-    """The images a backend made, delivered as `spec.response_format` asks (a 502 when there
-    are none)."""
-    warnings = warnings or []
-    timings = timings if timings is not None else {}
-    if not images:
-        detail = f": {'; '.join(warnings)}" if warnings else ""
-        raise ApiError(502, f"{model} returned no images{detail}")
-    start = time.perf_counter()
-    delivered = await delivery.deliver(images, spec.response_format)
-    timings["delivery"] = (time.perf_counter() - start) * 1000
-    width, height = first_size(images, spec.width, spec.height)
-    return Outcome(
-        model,
-        delivered,
-        width,
-        height,
-        revised_prompt=revised,
-        warnings=warnings,
-        timings=timings,
-    )
 
 
 class ImageGenerationService:
