@@ -33,10 +33,10 @@ from services.gateway.model_list.router import router as models_router
 from services.gateway.model_list.serving import ModelListService
 from services.gateway.settings import GatewaySettings
 from services.gateway.sources import ImageSources
-from services.gateway.tasks.lifecycle import open_tasks
+from services.gateway.tasks.client import TasksClient
+from services.gateway.tasks.prepare import TaskPreparer
 from services.gateway.tasks.router import BODY_MODELS as TASK_MODELS
 from services.gateway.tasks.router import router as tasks_router
-from services.gateway.tasks.settings import TaskSettings
 
 DESCRIPTION = """OpenAI- and DashScope-style REST over the imagemesh gRPC services.
 
@@ -44,11 +44,7 @@ Every JSON answer carries `code` (0 = success, else the HTTP status), `message` 
 (also the `X-Request-ID` header). Errors add `error: {message, type, param}`."""
 
 
-def build_app(
-    settings: GatewaySettings,
-    catalog: Catalog | None = None,
-    task_settings: TaskSettings | None = None,
-) -> FastAPI:
+def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> FastAPI:
     catalog = catalog or Catalog.load(settings.catalog_path)
 
     @asynccontextmanager
@@ -63,13 +59,10 @@ def build_app(
         app.state.edits = ImageEditService(settings, catalog, backends, sources, delivery)
         app.state.chat = ChatService(settings, catalog, backends)
         app.state.models = ModelListService(settings, catalog, backends)
-        app.state.tasks = await open_tasks(
-            settings, catalog, backends, app.state.images, delivery, task_settings
-        )
+        app.state.tasks = TasksClient(settings, backends, TaskPreparer(settings, catalog))
         try:
             yield
         finally:
-            await app.state.tasks.close()
             await sources.close()
             await backends.close()
 

@@ -22,6 +22,7 @@ from imagemesh.v1 import (
     qwen_edit_pb2_grpc,
     qwen_image_pb2_grpc,
     storage_pb2_grpc,
+    tasks_pb2_grpc,
 )
 from prometheus_client import Histogram
 
@@ -55,6 +56,7 @@ class Backends:
         self.qwen_edit = qwen_edit_pb2_grpc.ImageEditingStub(self.channels["qwen_edit"])
         self.providers = providers_pb2_grpc.ProvidersStub(self.channels["providers"])
         self.storage = storage_pb2_grpc.StorageStub(self.channels["storage"])
+        self.tasks = tasks_pb2_grpc.TasksStub(self.channels["tasks"])
         self._health = {
             name: health_pb2_grpc.HealthStub(channel) for name, channel in self.channels.items()
         }

@@ -19,7 +19,7 @@ from services.common.settings import MIB
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
 
 # Backend names the catalogue may route to; each has a target and a deadline below.
-LOCAL_BACKENDS = ("qwen_image", "qwen_edit", "storage", "providers")
+LOCAL_BACKENDS = ("qwen_image", "qwen_edit", "storage", "providers", "tasks")
 
 
 def _split(value: object) -> object:
@@ -51,6 +51,8 @@ class GatewaySettings(BaseSettings):
     qwen_edit_target: str = "127.0.0.1:50052"
     providers_target: str = "127.0.0.1:50053"
     storage_target: str = "127.0.0.1:50054"
+    # The task service (seed 001's task API and DashScope's async one are thin clients of it).
+    tasks_target: str = "127.0.0.1:50055"
     # gRPC message cap on the gateway's channels (n=4 large PNGs pass 4 MB easily).
     max_message_bytes: int = Field(default=64 * MIB, ge=4 * MIB)
 
@@ -60,6 +62,9 @@ class GatewaySettings(BaseSettings):
     chat_deadline_seconds: float = Field(default=120.0, gt=0)
     storage_deadline_seconds: float = Field(default=30.0, gt=0)
     health_deadline_seconds: float = Field(default=1.0, gt=0)
+    tasks_deadline_seconds: float = Field(default=10.0, gt=0)
+    # `is_async: false` waits this long for the task's result, then answers its status instead.
+    task_sync_wait_seconds: float = Field(default=600.0, gt=0)
     # Retry-After (seconds) on a 429 when the backend gave no hint of its own.
     retry_after_seconds: int = Field(default=2, ge=1)
 

@@ -1,10 +1,11 @@
-"""The task API end to end through real processes: gateways (uvicorn) on their own task
-databases, over the session mesh's storage and tiny Qwen-Image server, and a providers service
-pointed at the local DashScope and LiblibAI imitations.
+"""The task API end to end through real processes: tasks services on their own databases, each
+with a gateway (uvicorn) in front, over the session mesh's storage and tiny Qwen-Image server, and
+a providers service pointed at the local DashScope and LiblibAI imitations.
 
 What a client sees: create -> poll -> result, links into our bucket that download as PNGs, the
-DashScope SDK itself working against the gateway, a restart between create and poll, a gateway
-killed twice while running a task, two gateways on one PostgreSQL, and expiry of old results.
+DashScope SDK itself working against the gateway, a tasks service restarted between create and
+poll, one killed twice while running a task, two on one PostgreSQL, expiry of old results, and an
+internal client that uses the Tasks gRPC API directly, without the gateway.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from imagemesh.v1 import tasks_pb2, tasks_pb2_grpc
 from PIL import Image
 
 from tests.support.mesh import BUCKET, Mesh
@@ -32,6 +35,10 @@ LOCAL = {"prompt": "a lighthouse at dusk", "size": "256*256", "n": 1, "seed": 7}
 
 @dataclass
 class Gateway:
+    """A tasks service and a gateway in front of it (the gateway holds no task state)."""
+
+    tasks: ServiceProcess
+    target: str
     process: ServiceProcess
     port: int
 
@@ -67,9 +74,30 @@ def providers(provider_fakes: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def start_gateway(mesh: Mesh, providers: str) -> Iterator[Callable[..., Gateway]]:
+    """`start(name, database_url, **tasks_settings)`: a tasks service (TASKS_* settings) on that
+    database, and a gateway in front of it."""
     started: list[Gateway] = []
 
     def start(name: str, database_url: str, **settings: str) -> Gateway:
+        target = f"127.0.0.1:{free_port()}"
+        tasks_env = {
+            "TASKS_LISTEN": target,
+            "TASKS_METRICS_LISTEN": "",
+            "TASKS_DATABASE_URL": database_url,
+            "TASKS_QWEN_IMAGE_TARGET": mesh.targets["qwen_image"],
+            "TASKS_STORAGE_TARGET": mesh.targets["storage"],
+            "TASKS_PROVIDERS_TARGET": providers,
+            "TASKS_GENERATE_DEADLINE_SECONDS": "60",
+            "TASKS_POLL_SECONDS": "0.1",
+            **{f"TASKS_{k.upper()}": v for k, v in settings.items()},
+        }
+        tasks = ServiceProcess.module(
+            f"tasks-{name}",
+            "services.tasks",
+            env=tasks_env,
+            ready=lambda: grpc_serving(target),
+            ready_timeout=60,
+        ).start()
         port = free_port()
         env = {
             "GATEWAY_HOST": "127.0.0.1",
@@ -78,23 +106,26 @@ def start_gateway(mesh: Mesh, providers: str) -> Iterator[Callable[..., Gateway]
             "GATEWAY_QWEN_EDIT_TARGET": mesh.targets["qwen_edit"],
             "GATEWAY_STORAGE_TARGET": mesh.targets["storage"],
             "GATEWAY_PROVIDERS_TARGET": providers,
+            "GATEWAY_TASKS_TARGET": target,
             "GATEWAY_STORAGE_LINK_PREFIXES": mesh.link_prefix,
             "GATEWAY_GENERATE_DEADLINE_SECONDS": "60",
-            "GATEWAY_DATABASE_URL": database_url,
-            "GATEWAY_TASK_POLL_SECONDS": "0.1",
-            **{f"GATEWAY_{k.upper()}": v for k, v in settings.items()},
         }
         url = f"http://127.0.0.1:{port}"
         process = ServiceProcess.module(
-            f"tasks-{name}", "services.gateway", env=env, ready=_healthy(url), ready_timeout=60
+            f"tasks-{name}-gateway",
+            "services.gateway",
+            env=env,
+            ready=_healthy(url),
+            ready_timeout=60,
         )
-        gateway = Gateway(process.start(), port)
+        gateway = Gateway(tasks, target, process.start(), port)
         started.append(gateway)
         return gateway
 
     yield start
     for gateway in started:
         gateway.process.stop()
+        gateway.tasks.stop()
 
 
 @pytest.fixture(scope="module")
@@ -306,12 +337,12 @@ def test_the_sync_dashscope_endpoint_answers_like_dashscope(gateway: Gateway, me
     assert unknown.status_code == 404 and set(unknown.json()) == {"request_id", "code", "message"}
 
 
-def test_a_gateway_restart_between_create_and_poll_loses_no_task(
+def test_a_tasks_service_restart_between_create_and_poll_loses_no_task(
     start_gateway: Callable[..., Gateway], tmp_path: Path
 ) -> None:
     db = f"sqlite+aiosqlite:///{tmp_path / 'restart.db'}"
-    # No workers: the tasks are queued, and stay so, until the gateway dies.
-    first = start_gateway("restart-a", db, task_workers="0")
+    # No workers: the tasks are queued, and stay so, until the tasks service dies.
+    first = start_gateway("restart-a", db, workers="0")
     with first.client() as client:
         ids = [
             client.post(SEED_CREATE, json={"model": "qwen-image", "parameters": LOCAL}).json()[
@@ -322,7 +353,7 @@ def test_a_gateway_restart_between_create_and_poll_loses_no_task(
         assert {
             client.get(f"/api/v1/tasks/{i}/status").json()["results"]["status"] for i in ids
         } == {"pending"}
-    first.process.kill()
+    first.tasks.kill()
 
     second = start_gateway("restart-b", db)
     with second.client() as client:
@@ -334,13 +365,13 @@ def test_a_gateway_restart_between_create_and_poll_loses_no_task(
             )
 
 
-def test_a_task_whose_gateway_dies_twice_is_retried_once_then_failed(
+def test_a_task_whose_tasks_service_dies_twice_is_retried_once_then_failed(
     start_gateway: Callable[..., Gateway], provider_fakes: Any, tmp_path: Path
 ) -> None:
     db = f"sqlite+aiosqlite:///{tmp_path / 'dies.db'}"
     provider_fakes.dashscope.reset()
     provider_fakes.dashscope.running_polls = 10_000  # the hosted job never ends: the task runs on
-    lease = {"task_lease_seconds": "1", "generate_deadline_seconds": "300"}
+    lease = {"lease_seconds": "1", "generate_deadline_seconds": "300"}
     try:
         first = start_gateway("dies-1", db, **lease)
         with first.client() as client:
@@ -354,7 +385,7 @@ def test_a_task_whose_gateway_dies_twice_is_retried_once_then_failed(
                 f"/api/v1/tasks/{task_id}/status",
                 lambda b: b["results"]["status"] == "running",
             )
-        first.process.kill()
+        first.tasks.kill()
 
         second = start_gateway("dies-2", db, **lease)
         with second.client() as client:
@@ -365,7 +396,7 @@ def test_a_task_whose_gateway_dies_twice_is_retried_once_then_failed(
                 timeout=30,
             )
             assert again["results"]["status"] == "running"
-        second.process.kill()
+        second.tasks.kill()
 
         third = start_gateway("dies-3", db, **lease)
         with third.client() as client:
@@ -404,7 +435,7 @@ def test_cancel_stops_a_running_hosted_task(gateway: Gateway, provider_fakes: An
             assert (
                 client.get(f"/api/v1/tasks/{task_id}").json()["output"]["task_status"] == "CANCELED"
             )
-            # The gateway is free again: the next task runs to the end.
+            # The worker is free again: the next task runs to the end.
             provider_fakes.dashscope.running_polls = 1
             next_id = client.post(
                 SEED_CREATE, json={"model": "qwen-image", "parameters": LOCAL}
@@ -417,11 +448,11 @@ def test_cancel_stops_a_running_hosted_task(gateway: Gateway, provider_fakes: An
         provider_fakes.dashscope.reset()
 
 
-def test_two_gateways_on_one_postgresql_run_each_task_once(
+def test_two_tasks_services_on_one_postgresql_run_each_task_once(
     start_gateway: Callable[..., Gateway], postgres_server: Any, mesh: Mesh, s3_server: Any
 ) -> None:
     db = postgres_server.create_database()
-    gateways = [start_gateway(f"pg-{i}", db, task_workers="2") for i in range(2)]
+    gateways = [start_gateway(f"pg-{i}", db, workers="2") for i in range(2)]
     request_ids = [f"pgtask{i:02d}x{time.monotonic_ns()}" for i in range(10)]
     parameters = {**LOCAL, "size": "128*128"}
     task_ids = []
@@ -451,8 +482,8 @@ def test_old_results_are_deleted_with_their_images(
     gateway = start_gateway(
         "retention",
         f"sqlite+aiosqlite:///{tmp_path / 'ret.db'}",
-        task_retention_seconds="1",
-        task_retention_sweep_seconds="0.2",
+        retention_seconds="1",
+        retention_sweep_seconds="0.2",
     )
     rid = f"retention{time.monotonic_ns()}"
     s3 = minio_client(s3_server)
@@ -469,3 +500,48 @@ def test_old_results_are_deleted_with_their_images(
         )
         assert client.get(f"/api/v1/tasks/{task_id}/result").status_code == 404
         assert client.get(f"/api/v1/tasks/{task_id}").json()["output"]["task_status"] == "UNKNOWN"
+
+
+async def test_an_internal_client_creates_a_task_over_grpc_and_sees_it_finish(
+    gateway: Gateway, mesh: Mesh
+) -> None:
+    """No gateway: the generated stubs against the tasks service, as any internal service."""
+    spec = tasks_pb2.TaskSpec(
+        model="qwen-image",
+        backend=tasks_pb2.TASK_BACKEND_QWEN_IMAGE,
+        prompt="a lighthouse at dawn",
+        width=256,
+        height=256,
+        n=1,
+        seed=11,
+    )
+    async with grpc.aio.insecure_channel(gateway.target) as channel:
+        stub = tasks_pb2_grpc.TasksStub(channel)
+        created = await stub.CreateTask(
+            tasks_pb2.CreateTaskRequest(spec=spec, owner="batch-job", api="internal"), timeout=10
+        )
+        assert created.status == tasks_pb2.TASK_STATUS_QUEUED and created.api == "internal"
+        watch = stub.WatchTask(
+            tasks_pb2.WatchTaskRequest(task_id=created.id, owner="batch-job"), timeout=90
+        )
+        events = [event.task async for event in watch]
+        listed = await stub.ListTasks(tasks_pb2.ListTasksRequest(owner="batch-job"), timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as other_owner:
+            await stub.GetTask(
+                tasks_pb2.GetTaskRequest(task_id=created.id, owner="someone-else"), timeout=10
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as finished:
+            await stub.CancelTask(
+                tasks_pb2.CancelTaskRequest(task_id=created.id, owner="batch-job"), timeout=10
+            )
+    done = events[-1]
+    assert done.status == tasks_pb2.TASK_STATUS_SUCCEEDED, done
+    assert [e.status for e in events[:-1]] == sorted(e.status for e in events[:-1])
+    (image,) = done.images
+    assert image.seed == 11 and image.url.startswith(mesh.link_prefix)
+    assert png_size(image.url) == (256, 256)
+    assert [t.id for t in listed.tasks] == [created.id]
+    assert other_owner.value.code() == grpc.StatusCode.NOT_FOUND
+    assert finished.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "already finished (succeeded)" in (finished.value.details() or "")
+    assert ("imagemesh-reason", "task-finished") in tuple(finished.value.trailing_metadata() or ())

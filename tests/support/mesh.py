@@ -1,5 +1,5 @@
 """The whole mesh as real processes on free loopback ports: storage, qwen_image, qwen_edit,
-providers and the gateway (uvicorn), over the session's S3 server.
+providers, tasks and the gateway (uvicorn), over the session's S3 server.
 
 Started once per test session (`mesh` fixture in tests/integration/conftest.py) so every suite
 that needs the mesh shares it. Processes start together and are waited on together (each by its
@@ -94,7 +94,7 @@ class Mesh:
         return process.start(), url
 
     def stop(self) -> None:
-        for name in ("gateway", "qwen_image", "qwen_edit", "providers", "storage"):
+        for name in ("gateway", "tasks", "qwen_image", "qwen_edit", "providers", "storage"):
             if name in self.processes:
                 self.processes[name].stop()
 
@@ -105,7 +105,7 @@ def start_mesh(
     extra_env = extra_env or {}
     targets = {
         name: f"127.0.0.1:{free_port()}"
-        for name in ("storage", "qwen_image", "qwen_edit", "providers")
+        for name in ("storage", "qwen_image", "qwen_edit", "providers", "tasks")
     }
     mesh = Mesh(s3_endpoint=s3_endpoint, targets=targets, gateway_port=free_port())
     mesh.metrics_ports = {"qwen_image": free_port(), "qwen_edit": free_port()}
@@ -136,15 +136,24 @@ def start_mesh(
             "LIBLIB_ACCESS_KEY": "",
             "LIBLIB_SECRET_KEY": "",
         },
-        "gateway": {
+        "tasks": {
             # The task queue's SQLite file: a fresh one per session, never the repo's run/.
-            "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='mesh-tasks-')}/tasks.db",
+            "TASKS_DATABASE_URL": f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='mesh-tasks-')}/tasks.db",
+            "TASKS_LISTEN": targets["tasks"],
+            "TASKS_METRICS_LISTEN": "",
+            "TASKS_QWEN_IMAGE_TARGET": targets["qwen_image"],
+            "TASKS_PROVIDERS_TARGET": targets["providers"],
+            "TASKS_STORAGE_TARGET": targets["storage"],
+            "TASKS_GENERATE_DEADLINE_SECONDS": "60",
+        },
+        "gateway": {
             "GATEWAY_HOST": "127.0.0.1",
             "GATEWAY_PORT": str(mesh.gateway_port),
             "GATEWAY_QWEN_IMAGE_TARGET": targets["qwen_image"],
             "GATEWAY_QWEN_EDIT_TARGET": targets["qwen_edit"],
             "GATEWAY_PROVIDERS_TARGET": targets["providers"],
             "GATEWAY_STORAGE_TARGET": targets["storage"],
+            "GATEWAY_TASKS_TARGET": targets["tasks"],
             "GATEWAY_STORAGE_LINK_PREFIXES": mesh.link_prefix,
             # Tests serve their image URLs from loopback.
             "GATEWAY_FETCH_ALLOW_NETWORKS": "127.0.0.0/8",
@@ -159,6 +168,7 @@ def start_mesh(
         "qwen_image": "services.qwen_image",
         "qwen_edit": "services.qwen_edit",
         "providers": "services.providers",
+        "tasks": "services.tasks",
         "gateway": "services.gateway",
     }
     for name, module in modules.items():

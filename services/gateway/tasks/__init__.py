@@ -1,6 +1,6 @@
-"""Asynchronous image tasks: seed 001's task API and DashScope's async protocol, on a durable queue.
+"""The task API's REST face: seed 001's task routes and DashScope's async protocol, over gRPC.
 
-`database` (the table, the engine), `store` (the queue's SQL), `worker` (runs claimed tasks under
-a lease), `retention` (deletes old results and their images), `serving` (the service the routes
-use), `protocol` (wire shapes), `router` (the routes), `settings`.
+The queue itself is the tasks service (services/tasks). Here: `prepare` (checks a request with
+the gateway's catalogue and size rules, makes the tasks service's spec), `client` (the gRPC calls),
+`view` (a task as plain values), `protocol` (wire shapes), `router` (the routes).
 """

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.tasks.records import Status, TaskRecord
+from services.gateway.tasks.view import Status, Task
 
 SEED_STATUS = {
     Status.QUEUED: "pending",
@@ -128,13 +128,13 @@ def envelope(request_id: str, results: dict[str, Any], message: str = "success")
     }
 
 
-def _error(task: TaskRecord) -> dict[str, str] | None:
+def _error(task: Task) -> dict[str, str] | None:
     if task.status in (Status.FAILED, Status.CANCELED):
         return {"code": task.error_code or "InternalError", "message": task.error_message or ""}
     return None
 
 
-def seed_status(task: TaskRecord) -> dict[str, Any]:
+def seed_status(task: Task) -> dict[str, Any]:
     return {
         "task_id": task.id,
         "status": SEED_STATUS[task.status],
@@ -148,12 +148,11 @@ def seed_status(task: TaskRecord) -> dict[str, Any]:
     }
 
 
-def seed_result(task: TaskRecord) -> dict[str, Any]:
+def seed_result(task: Task) -> dict[str, Any]:
     """`results` of GET .../result: the images once completed, else `result: null`."""
-    output = task.output if task.status == Status.SUCCEEDED else None
     result: dict[str, Any] | None = None
-    if output is not None:
-        first = output.images[0] if output.images else None
+    if task.status == Status.SUCCEEDED:
+        first = task.images[0] if task.images else None
         result = {
             "id": task.id,
             "model": task.model,
@@ -167,10 +166,10 @@ def seed_result(task: TaskRecord) -> dict[str, Any]:
                     "width": i.width,
                     "height": i.height,
                 }
-                for i in output.images
+                for i in task.images
             ],
             "prompt": task.parameters.get("prompt"),
-            "actual_prompt": output.actual_prompt,
+            "actual_prompt": task.actual_prompt,
             "width": first.width if first else None,
             "height": first.height if first else None,
             "parameters": task.parameters,
@@ -183,14 +182,14 @@ def seed_result(task: TaskRecord) -> dict[str, Any]:
     }
 
 
-def dashscope_created(task: TaskRecord, request_id: str) -> dict[str, Any]:
+def dashscope_created(task: Task, request_id: str) -> dict[str, Any]:
     return {
         "output": {"task_id": task.id, "task_status": DASHSCOPE_STATUS[task.status]},
         "request_id": request_id,
     }
 
 
-def dashscope_task(task: TaskRecord, request_id: str) -> dict[str, Any]:
+def dashscope_task(task: Task, request_id: str) -> dict[str, Any]:
     """The poll answer: `GET /api/v1/tasks/{task_id}`."""
     output: dict[str, Any] = {
         "task_id": task.id,
@@ -202,18 +201,17 @@ def dashscope_task(task: TaskRecord, request_id: str) -> dict[str, Any]:
     if task.finished_at:
         output["end_time"] = dashscope_time(task.finished_at)
     body: dict[str, Any] = {"request_id": request_id, "output": output}
-    result = task.output
-    if task.status == Status.SUCCEEDED and result is not None:
+    if task.status == Status.SUCCEEDED:
         prompt = task.parameters.get("prompt")
         items = []
-        for image in result.images:
+        for image in task.images:
             item: dict[str, Any] = {"url": image.url}
             if prompt is not None:
                 item["orig_prompt"] = prompt
-            if result.actual_prompt:
-                item["actual_prompt"] = result.actual_prompt
+            if task.actual_prompt:
+                item["actual_prompt"] = task.actual_prompt
             items.append(item)
-        total = max(result.requested, len(items))
+        total = max(task.requested, len(items))
         # A partial success lists the images that failed as items with code/message.
         items.extend(
             {"code": "InternalError", "message": "this image was not generated"}
@@ -222,10 +220,10 @@ def dashscope_task(task: TaskRecord, request_id: str) -> dict[str, Any]:
         output["results"] = items
         output["task_metrics"] = {
             "TOTAL": total,
-            "SUCCEEDED": len(result.images),
-            "FAILED": total - len(result.images),
+            "SUCCEEDED": len(task.images),
+            "FAILED": total - len(task.images),
         }
-        body["usage"] = {"image_count": len(result.images)}
+        body["usage"] = {"image_count": len(task.images)}
     elif task.status in (Status.FAILED, Status.CANCELED):
         error = _error(task) or {}
         output["code"] = error.get("code")

@@ -1,8 +1,11 @@
 """Routes of the task API: seed 001's (`/api/v1/tasks/...`) and DashScope's async protocol.
 
-Seed 001's routes answer in the gateway's envelope and fail through its exception handlers.
-DashScope's routes (`image-synthesis`, `GET /api/v1/tasks/{task_id}`) answer DashScope's raw
-shapes, errors included (`{request_id, code, message}`), since DashScope clients parse those.
+The routes are a thin REST face of the tasks service (`client.TasksClient`, gRPC). Seed 001's
+routes answer in the gateway's envelope and fail through its exception handlers, whose one table
+(`errors.py`) maps every gRPC status, the task service's included. DashScope's routes
+(`image-synthesis`, `GET /api/v1/tasks/{task_id}`, the sync `multimodal-generation`) answer
+DashScope's raw shapes, errors included (`{request_id, code, message}`, the status from that same
+table), since DashScope clients parse those.
 `POST /api/v1/tasks/{id}/cancel` is both APIs' cancel: it answers the envelope, which DashScope's
 SDK reads as success (HTTP 200), and cancels running tasks too (DashScope: queued only).
 """
@@ -11,20 +14,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.common import requestid
-from services.common.errors import FailedPrecondition, NotFound, ServiceError
+from services.common.errors import ServiceError
+from services.gateway.apierror import ApiError
 from services.gateway.bodies import json_body, read_json
 from services.gateway.edits.protocol import EditJsonRequest, json_spec
-from services.gateway.errors import ApiError, from_service_error
+from services.gateway.errors import from_service_error
 from services.gateway.images.protocol import DashScopeImageRequest, dashscope_answer, dashscope_spec
 from services.gateway.tasks import protocol
+from services.gateway.tasks.client import TasksClient
+from services.gateway.tasks.prepare import TaskRequest
 from services.gateway.tasks.protocol import SynthesisRequest, TaskCreateRequest
-from services.gateway.tasks.serving import TaskRequest, TaskService
 from services.gateway.validation import parse
 
 log = logging.getLogger("imagemesh.gateway.tasks")
@@ -34,7 +38,7 @@ BODY_MODELS = (TaskCreateRequest, SynthesisRequest)
 TASK_ID = "{task_id}"
 
 
-def _service(request: Request) -> TaskService:
+def _service(request: Request) -> TasksClient:
     return request.app.state.tasks  # type: ignore[no-any-return]
 
 
@@ -44,33 +48,12 @@ def api_key(request: Request) -> str | None:
     return key.strip() or None if scheme.lower() == "bearer" else None
 
 
-def _api_error(exc: Exception) -> ApiError:
-    if isinstance(exc, ApiError):
-        return exc
-    assert isinstance(exc, ServiceError)
-    if isinstance(exc, FailedPrecondition):
-        # Canceling a finished task: the client's mistake (DashScope: 400 UnsupportedOperation).
-        return ApiError(400, exc.message)
-    err = from_service_error(exc)
-    if err.status == 429:
-        err.headers["Retry-After"] = "5"
-    return err
-
-
-async def _seed(call: Callable[[], Awaitable[Any]]) -> Any:
-    """Runs a seed-API handler; the gateway's handlers turn its errors into the envelope."""
-    try:
-        return await call()
-    except (ApiError, ServiceError) as exc:
-        raise _api_error(exc) from None
-
-
 async def _dashscope(call: Callable[[], Awaitable[JSONResponse]]) -> JSONResponse:
     """Runs a DashScope handler; errors answer DashScope's `{request_id, code, message}`."""
     try:
         return await call()
     except (ApiError, ServiceError) as exc:
-        err = _api_error(exc)
+        err = exc if isinstance(exc, ApiError) else from_service_error(exc)
         rid = requestid.get_request_id()
         body = protocol.dashscope_error(err.status, err.message, rid)
         return JSONResponse(body, status_code=err.status, headers=err.headers)
@@ -83,41 +66,33 @@ async def _dashscope(call: Callable[[], Awaitable[JSONResponse]]) -> JSONRespons
 )
 @router.post("/api/v1/tasks", include_in_schema=False, openapi_extra=json_body(TaskCreateRequest))
 async def create_task(request: Request) -> JSONResponse:
-    async def call() -> JSONResponse:
-        body = parse(TaskCreateRequest, await read_json(request))
-        service = _service(request)
-        key = api_key(request)
-        rid = requestid.get_request_id()
-        task = await service.create(
-            TaskRequest(body.model, body.parameters, body.provider or "", "tasks"), key, rid
+    body = parse(TaskCreateRequest, await read_json(request))
+    service = _service(request)
+    key = api_key(request)
+    rid = requestid.get_request_id()
+    task = await service.create(
+        TaskRequest(body.model, body.parameters, body.provider or "", "tasks"), key
+    )
+    if body.is_async:
+        return JSONResponse(protocol.envelope(rid, protocol.seed_status(task)))
+    task = await service.wait(task.id, key)
+    if not task.finished:
+        # Still running after the wait cap: the client polls like an async one.
+        return JSONResponse(
+            protocol.envelope(
+                rid,
+                protocol.seed_result(task),
+                f"task still {task.status.value}; poll its result",
+            ),
+            status_code=202,
         )
-        if body.is_async:
-            return JSONResponse(protocol.envelope(rid, protocol.seed_status(task)))
-        task = await service.wait(task.id, key)
-        if not task.finished:
-            # Still running after the wait cap: the client polls like an async one.
-            return JSONResponse(
-                protocol.envelope(
-                    rid,
-                    protocol.seed_result(task),
-                    f"task still {task.status.value}; poll its result",
-                ),
-                status_code=202,
-            )
-        return JSONResponse(protocol.envelope(rid, protocol.seed_result(task)))
-
-    return await _seed(call)  # type: ignore[no-any-return]
+    return JSONResponse(protocol.envelope(rid, protocol.seed_result(task)))
 
 
 @router.get(f"/api/v1/tasks/{TASK_ID}/status", summary="A task's status (seed 001)")
 async def task_status(task_id: str, request: Request) -> JSONResponse:
-    async def call() -> JSONResponse:
-        task = await _service(request).get(task_id, api_key(request))
-        return JSONResponse(
-            protocol.envelope(requestid.get_request_id(), protocol.seed_status(task))
-        )
-
-    return await _seed(call)  # type: ignore[no-any-return]
+    task = await _service(request).get(task_id, api_key(request))
+    return JSONResponse(protocol.envelope(requestid.get_request_id(), protocol.seed_status(task)))
 
 
 @router.get(
@@ -125,24 +100,14 @@ async def task_status(task_id: str, request: Request) -> JSONResponse:
     summary="A task's result: its images once completed (seed 001)",
 )
 async def task_result(task_id: str, request: Request) -> JSONResponse:
-    async def call() -> JSONResponse:
-        task = await _service(request).get(task_id, api_key(request))
-        return JSONResponse(
-            protocol.envelope(requestid.get_request_id(), protocol.seed_result(task))
-        )
-
-    return await _seed(call)  # type: ignore[no-any-return]
+    task = await _service(request).get(task_id, api_key(request))
+    return JSONResponse(protocol.envelope(requestid.get_request_id(), protocol.seed_result(task)))
 
 
 @router.post(f"/api/v1/tasks/{TASK_ID}/cancel", summary="Cancel a queued or running task")
 async def cancel_task(task_id: str, request: Request) -> JSONResponse:
-    async def call() -> JSONResponse:
-        task = await _service(request).cancel(task_id, api_key(request))
-        return JSONResponse(
-            protocol.envelope(requestid.get_request_id(), protocol.seed_status(task))
-        )
-
-    return await _seed(call)  # type: ignore[no-any-return]
+    task = await _service(request).cancel(task_id, api_key(request))
+    return JSONResponse(protocol.envelope(requestid.get_request_id(), protocol.seed_status(task)))
 
 
 @router.post(
@@ -174,7 +139,6 @@ async def image_synthesis(request: Request) -> JSONResponse:
         task = await _service(request).create(
             TaskRequest(parsed.model, parsed.task_parameters(), "", "dashscope"),
             api_key(request),
-            rid,
         )
         return JSONResponse(protocol.dashscope_created(task, rid))
 
@@ -187,7 +151,9 @@ async def dashscope_task(task_id: str, request: Request) -> JSONResponse:
         rid = requestid.get_request_id()
         try:
             task = await _service(request).get(task_id, api_key(request))
-        except NotFound:
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
             # DashScope answers an unknown (or expired) task as UNKNOWN, not as an error.
             return JSONResponse(protocol.dashscope_unknown(task_id, rid))
         return JSONResponse(protocol.dashscope_task(task, rid))

@@ -1,8 +1,9 @@
 """The task routes over HTTP (seed 001's API and DashScope's async protocol), on a real queue.
 
-The app here is the task router behind the gateway's own middleware and error handlers, with a
-backend that makes no images (its `run` answers links at once); the real backend, model server
-and providers are exercised end to end in tests/integration/test_tasks_e2e.py.
+The app here is the task router behind the gateway's own middleware and error handlers, a thin
+client of a real tasks service (gRPC on port 0, SQLite) whose runner makes no images (it answers
+links at once); the real runner, model server and providers are exercised end to end in
+tests/integration/test_tasks_e2e.py.
 """
 
 from __future__ import annotations
@@ -16,39 +17,30 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.common.errors import FailedPrecondition
 from services.gateway import errors
+from services.gateway.catalog import Catalog
+from services.gateway.clients import Backends
 from services.gateway.middleware import ApiKeys, RequestContext
-from services.gateway.tasks.records import TaskImage, TaskOutput, TaskRecord
+from services.gateway.settings import DEFAULT_CATALOG, GatewaySettings
+from services.gateway.tasks.client import TasksClient
+from services.gateway.tasks.prepare import TaskPreparer
 from services.gateway.tasks.router import router
-from services.gateway.tasks.serving import PreparedTask, TaskRequest, TaskService
-from services.gateway.tasks.settings import TaskSettings
-from services.gateway.tasks.store import TaskStore
+from services.tasks.records import TaskImage, TaskOutput, TaskRecord
+from services.tasks.service import RunningTasks, start
+from services.tasks.settings import TasksSettings
 
-MODELS = ("qwen-image", "wanx2.1-t2i-turbo")
 UNKNOWN_ID = "0b5d4b7e-5f58-4a57-9b5e-3f2c39b0e6a1"
 
 
-class Backend:
-    """Checks the model and the prompt like the gateway's backend; `gate` holds runs."""
+class Runner:
+    """Runs a task by answering links at once; `gate` (when set) holds every run."""
 
     def __init__(self) -> None:
         self.gate: asyncio.Event | None = None
         self.started: asyncio.Queue[str] = asyncio.Queue()
 
-    async def prepare(self, request: TaskRequest) -> PreparedTask:
-        if request.model not in MODELS:
-            raise errors.ApiError(
-                404,
-                f"model {request.model!r} does not exist; models for tasks: {', '.join(MODELS)}",
-                "model",
-            )
-        if not request.parameters.get("prompt"):
-            raise errors.invalid("parameters.prompt is required", "parameters.prompt")
-        return PreparedTask(
-            model=request.model, spec=dict(request.parameters), provider="dashscope"
-        )
-
-    async def run(self, task: TaskRecord) -> TaskOutput:
+    async def __call__(self, task: TaskRecord) -> TaskOutput:
         self.started.put_nowait(task.id)
         if self.gate is not None:
             await self.gate.wait()
@@ -68,40 +60,46 @@ class Backend:
 
 
 @pytest.fixture
-async def backend() -> Backend:
-    return Backend()
+async def backend() -> Runner:
+    return Runner()
 
 
 @pytest.fixture
-async def service(tmp_path: Path, backend: Backend) -> AsyncIterator[TaskService]:
-    settings = TaskSettings(
+async def service(tmp_path: Path, backend: Runner) -> AsyncIterator[RunningTasks]:
+    settings = TasksSettings(
+        listen="127.0.0.1:0",
+        metrics_listen="",
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}",
-        task_workers=2,
-        task_poll_seconds=0.05,
-        task_max_pending_per_key=3,
-        task_sync_wait_seconds=30,
+        workers=2,
+        poll_seconds=0.05,
+        max_pending_per_key=3,
+        shutdown_grace_seconds=0,
     )
-    service = TaskService(settings, await TaskStore.open(settings.database_url), backend)
-    await service.start()
-    yield service
-    await service.close()
+    running = await start(settings, runner=backend)
+    yield running
+    await running.close(0)
 
 
-def build(service: TaskService, keys: list[str] | None = None) -> FastAPI:
+def build(service: RunningTasks, keys: list[str] | None = None) -> FastAPI:
+    settings = GatewaySettings(tasks_target=service.address, task_sync_wait_seconds=30)
+    catalog = Catalog.load(DEFAULT_CATALOG)
     app = FastAPI()
     errors.install(app)
     app.include_router(router)
     app.add_middleware(ApiKeys, keys=keys or [])
     app.add_middleware(RequestContext)
-    app.state.tasks = service
+    app.state.backends = Backends(settings)
+    app.state.tasks = TasksClient(settings, app.state.backends, TaskPreparer(settings, catalog))
     return app
 
 
 @pytest.fixture
-async def client(service: TaskService) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=build(service))
+async def client(service: RunningTasks) -> AsyncIterator[httpx.AsyncClient]:
+    app = build(service)
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client
+    await app.state.backends.close()
 
 
 async def poll(
@@ -160,7 +158,7 @@ async def test_is_async_false_waits_and_answers_the_result(client: httpx.AsyncCl
 
 
 async def test_a_result_asked_before_completion_says_so(
-    client: httpx.AsyncClient, backend: Backend
+    client: httpx.AsyncClient, backend: Runner
 ) -> None:
     backend.gate = asyncio.Event()
     task_id = (
@@ -194,7 +192,7 @@ async def test_cancel_of_an_unknown_task_is_a_404_envelope(client: httpx.AsyncCl
 
 
 async def test_unknown_models_and_bad_parameters_are_refused_at_create_time(
-    client: httpx.AsyncClient, service: TaskService
+    client: httpx.AsyncClient, service: RunningTasks
 ) -> None:
     unknown = await client.post(
         "/api/v1/tasks/", json={"model": "dall-e-9", "parameters": {"prompt": "x"}}
@@ -209,10 +207,10 @@ async def test_unknown_models_and_bad_parameters_are_refused_at_create_time(
         "/api/v1/tasks/", content=b"{nope", headers={"content-type": "application/json"}
     )
     assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["message"]
-    assert await service.store.count() == 0  # nothing was queued
+    assert await service.service.store.count() == 0  # nothing was queued
 
 
-async def test_cancel_stops_a_running_task(client: httpx.AsyncClient, backend: Backend) -> None:
+async def test_cancel_stops_a_running_task(client: httpx.AsyncClient, backend: Runner) -> None:
     backend.gate = asyncio.Event()  # never opened: the task runs until canceled
     task_id = (
         await client.post(
@@ -241,7 +239,7 @@ async def test_a_finished_task_cannot_be_canceled(client: httpx.AsyncClient) -> 
 
 
 async def test_the_queued_task_cap_per_key_answers_429(
-    client: httpx.AsyncClient, backend: Backend
+    client: httpx.AsyncClient, backend: Runner
 ) -> None:
     backend.gate = asyncio.Event()
     alice = {"Authorization": "Bearer sk-alice"}
@@ -361,14 +359,13 @@ async def test_dashscope_answers_its_own_error_shapes(client: httpx.AsyncClient)
 
 
 async def test_a_failed_task_polls_as_failed_with_code_and_message(
-    client: httpx.AsyncClient, backend: Backend
+    client: httpx.AsyncClient, service: RunningTasks
 ) -> None:
     async def broken(task: TaskRecord) -> TaskOutput:
-        raise errors.ApiError(503, "wanx2.1-t2i-turbo cannot serve this now: set DASHSCOPE_API_KEY")
+        # What the providers service answers for a hosted model without its key.
+        raise FailedPrecondition("wanx2.1-t2i-turbo cannot serve this now: set DASHSCOPE_API_KEY")
 
-    backend.run = broken  # type: ignore[method-assign]
-    service: TaskService = client._transport.app.state.tasks  # type: ignore[attr-defined]
-    service.worker.runner = broken
+    service.service.worker.runner = broken
     created = await client.post(
         "/api/v1/services/aigc/text2image/image-synthesis",
         json={"model": "wanx2.1-t2i-turbo", "input": {"prompt": "x"}, "parameters": {"n": 1}},
@@ -385,8 +382,9 @@ async def test_a_failed_task_polls_as_failed_with_code_and_message(
     assert seed["status"] == "failed" and "DASHSCOPE_API_KEY" in seed["error"]["message"]
 
 
-async def test_with_api_keys_configured_a_missing_key_is_refused(service: TaskService) -> None:
-    transport = httpx.ASGITransport(app=build(service, keys=["sk-good"]))
+async def test_with_api_keys_configured_a_missing_key_is_refused(service: RunningTasks) -> None:
+    app = build(service, keys=["sk-good"])
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         refused = await client.post(
             "/api/v1/tasks/", json={"model": "qwen-image", "parameters": {"prompt": "x"}}
@@ -398,3 +396,4 @@ async def test_with_api_keys_configured_a_missing_key_is_refused(service: TaskSe
             headers={"Authorization": "Bearer sk-good"},
         )
         assert ok.status_code == 200
+    await app.state.backends.close()

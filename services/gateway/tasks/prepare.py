@@ -1,10 +1,9 @@
-"""The gateway's side of the task queue: validate a task at create time, run it later.
+"""Checks a task at create time with the gateway's own rules, and makes the tasks service's spec.
 
-`prepare` checks a task with the gateway's own catalogue and size rules, so an unknown model
-(404, listing the task models) or a bad parameter (400, naming `parameters.<field>`) is refused
-before anything is queued. `run` makes the images through the same serving layer as
-`/v1/images/generations` (local Qwen-Image, or the providers service for hosted models) and keeps
-them in our bucket: a task's result always holds our own links.
+`prepare` checks a task with the gateway's catalogue and size rules, so an unknown model (404,
+listing the task models) or a bad parameter (400, naming `parameters.<field>`) is refused before
+anything is queued, and answers the `CreateTaskRequest` the tasks service queues: the model, its
+backend (the local Qwen-Image server or the providers service) and the normalised knobs.
 
 Parameters are seed 001's (DashScope's knobs beside the prompt): `prompt`, `negative_prompt`,
 `size` (`1024*1024`), `width`/`height`, `aspect_ratio`, `n`, `seed`, `num_inference_steps`,
@@ -15,26 +14,17 @@ provider's own knobs (LiblibAI's `aspectRatio`, `imgCount`, `steps`, `sourceImag
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 
+from imagemesh.v1 import tasks_pb2
 from pydantic import ConfigDict, Field, ValidationError
 
+from services.gateway.apierror import ApiError, invalid
 from services.gateway.catalog import Catalog, Entry
-from services.gateway.clients import Backends
-from services.gateway.delivery import Delivery
-from services.gateway.errors import ApiError, invalid
-from services.gateway.images.protocol import GenerationSpec, ImageKnobs
-from services.gateway.images.serving import (
-    ImageGenerationService,
-    Outcome,
-    check_count,
-    first_size,
-)
+from services.gateway.knobs import ImageKnobs, check_count
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16, resolve_size
-from services.gateway.tasks.records import TaskImage, TaskOutput, TaskRecord
-from services.gateway.tasks.serving import PreparedTask, TaskRequest
 from services.gateway.validation import explain
 
 PREFIX = "parameters."
@@ -58,20 +48,20 @@ class TaskParameters(ImageKnobs):
     prompt: str = Field(min_length=1)
 
 
-class GatewayTaskBackend:
-    def __init__(
-        self,
-        settings: GatewaySettings,
-        catalog: Catalog,
-        backends: Backends,
-        images: ImageGenerationService,
-        delivery: Delivery,
-    ) -> None:
+@dataclass(frozen=True)
+class TaskRequest:
+    """A create request, whichever API it came through."""
+
+    model: str
+    parameters: dict[str, Any]
+    provider: str = ""
+    api: str = "tasks"
+
+
+class TaskPreparer:
+    def __init__(self, settings: GatewaySettings, catalog: Catalog) -> None:
         self._settings = settings
         self._catalog = catalog
-        self._backends = backends
-        self._images = images
-        self._delivery = delivery
 
     def models(self) -> list[str]:
         """Models a task can name: text-to-image ones, and hosted image-to-image ones."""
@@ -94,7 +84,8 @@ class GatewayTaskBackend:
             )
         return entry
 
-    async def prepare(self, request: TaskRequest) -> PreparedTask:
+    def prepare(self, request: TaskRequest) -> tasks_pb2.CreateTaskRequest:
+        """The tasks service's request (owner left to the caller); 404 / 400 when it is wrong."""
         entry = self.entry(request.model)
         provider = _check_provider(entry, request.provider)
         knobs = _parse(request.parameters)
@@ -124,69 +115,34 @@ class GatewayTaskBackend:
         if true_cfg is None and guidance is not None and entry.local:
             # As at the DashScope image endpoint: seed 002's guidance_scale is Qwen's true CFG.
             true_cfg, guidance = guidance, None
-        spec = GenerationSpec(
+        extend = knobs.prompt_extend
+        spec = tasks_pb2.TaskSpec(
             model=entry.name,
+            backend=tasks_pb2.TASK_BACKEND_QWEN_IMAGE
+            if entry.local
+            else tasks_pb2.TASK_BACKEND_PROVIDERS,
             prompt=knobs.prompt,
             negative_prompt=knobs.negative_prompt or "",
             width=width,
             height=height,
             n=n,
-            response_format="url",
             num_inference_steps=steps,
-            true_cfg_scale=true_cfg,
-            guidance_scale=guidance,
-            seed=knobs.seed,
-            prompt_extend=knobs.prompt_extend,
-            watermark=knobs.watermark,
-            extra=extra,
-            param_prefix=PREFIX,
+            prompt_extend=self._settings.prompt_extend_default if extend is None else extend,
+            watermark=bool(knobs.watermark),
         )
-        return PreparedTask(model=entry.name, spec=asdict(spec), provider=provider)
-
-    async def run(self, task: TaskRecord) -> TaskOutput:
-        spec = GenerationSpec(**task.spec)
-        entry = self.entry(task.model)
-        outcome = await (self._images.generate(spec) if entry.local else self._hosted(entry, spec))
-        images = [
-            TaskImage(
-                index=index,
-                url=image.url or "",
-                key=image.key,
-                seed=image.seed,
-                width=image.width or outcome.width,
-                height=image.height or outcome.height,
-                url_expires_at=image.url_expires_at,
-            )
-            for index, image in enumerate(outcome.images)
-        ]
-        extra: dict[str, Any] = {"warnings": outcome.warnings} if outcome.warnings else {}
-        return TaskOutput(
-            images, requested=spec.n, actual_prompt=outcome.revised_prompt, extra=extra
+        if true_cfg is not None:
+            spec.true_cfg_scale = true_cfg
+        if guidance is not None:
+            spec.guidance_scale = guidance
+        if knobs.seed is not None:
+            spec.seed = knobs.seed
+        if extra:
+            spec.extra.update(extra)
+        created = tasks_pb2.CreateTaskRequest(
+            spec=spec, api=request.api, provider=provider or request.provider
         )
-
-    async def _hosted(self, entry: Entry, spec: GenerationSpec) -> Outcome:
-        """Providers.GenerateImages with the provider's own knobs, images kept in our bucket."""
-        request = self._images._hosted_request(entry, spec)
-        if spec.extra:
-            request.extra.update(spec.extra)
-        response = await self._backends.unary(
-            "providers",
-            self._backends.providers.GenerateImages,
-            request,
-            deadline=self._settings.generate_deadline_seconds,
-            what=entry.name,
-        )
-        made = [image for group in response.results for image in group.images]
-        warnings = list(response.warnings)
-        if not made:
-            detail = f": {'; '.join(warnings)}" if warnings else ""
-            raise ApiError(502, f"{entry.name} returned no images{detail}")
-        delivered = await self._delivery.deliver(made, "url")
-        width, height = first_size(made, spec.width, spec.height)
-        revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
-        return Outcome(
-            entry.name, delivered, width, height, revised_prompt=revised, warnings=warnings
-        )
+        created.parameters.update(request.parameters)
+        return created
 
 
 def _task_model(entry: Entry) -> bool:

@@ -1,0 +1,88 @@
+"""The gateway's client of the tasks service: create, read, cancel and wait for tasks over gRPC.
+
+Tasks belong to the API key that created them: the tasks service keeps the key's sha256 as the
+task's owner (never the key itself) and answers another key's task as unknown. Errors come back
+as the gateway's one error table makes them (`errors.from_rpc_error`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import grpc
+from imagemesh.v1 import tasks_pb2
+
+from services.common import requestid
+from services.gateway.clients import Backends
+from services.gateway.errors import from_rpc_error
+from services.gateway.settings import GatewaySettings
+from services.gateway.tasks.prepare import TaskPreparer, TaskRequest
+from services.gateway.tasks.view import Task
+
+WHAT = "the task service"
+
+
+def _task_id(value: str) -> str:
+    # A path may decode to text that is not UTF-8 (lone surrogates); such an id names no task,
+    # and a protobuf string cannot carry it.
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def owner_of(api_key: str | None) -> str:
+    """The owner the tasks service keeps for an API key: its sha256 ("" when there is none)."""
+    return hashlib.sha256(api_key.encode()).hexdigest() if api_key else ""
+
+
+class TasksClient:
+    def __init__(self, settings: GatewaySettings, backends: Backends, preparer: TaskPreparer):
+        self._settings = settings
+        self._backends = backends
+        self._preparer = preparer
+
+    async def _unary(self, method: str, request: object) -> Task:
+        answer = await self._backends.unary(
+            "tasks",
+            getattr(self._backends.tasks, method),
+            request,
+            deadline=self._settings.tasks_deadline_seconds,
+            what=WHAT,
+        )
+        return Task.from_message(answer)
+
+    async def create(self, request: TaskRequest, api_key: str | None) -> Task:
+        """Checks the request here (404 / 400 before anything is queued), then queues it."""
+        create = self._preparer.prepare(request)
+        create.owner = owner_of(api_key)
+        return await self._unary("CreateTask", create)
+
+    async def get(self, task_id: str, api_key: str | None) -> Task:
+        return await self._unary(
+            "GetTask", tasks_pb2.GetTaskRequest(task_id=_task_id(task_id), owner=owner_of(api_key))
+        )
+
+    async def cancel(self, task_id: str, api_key: str | None) -> Task:
+        return await self._unary(
+            "CancelTask",
+            tasks_pb2.CancelTaskRequest(task_id=_task_id(task_id), owner=owner_of(api_key)),
+        )
+
+    async def wait(self, task_id: str, api_key: str | None, timeout: float | None = None) -> Task:
+        """The task once finished, or as it is after `timeout` seconds (default: the sync wait)."""
+        timeout = self._settings.task_sync_wait_seconds if timeout is None else timeout
+        request = tasks_pb2.WatchTaskRequest(task_id=_task_id(task_id), owner=owner_of(api_key))
+        call = self._backends.tasks.WatchTask(
+            request, timeout=timeout, metadata=requestid.outgoing_metadata()
+        )
+        last: Task | None = None
+        try:
+            async for event in call:
+                last = Task.from_message(event.task)
+                if last.finished:
+                    return last
+        except grpc.aio.AioRpcError as exc:
+            # The wait's own deadline is not an error: the caller answers the task as it is.
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED or last is None:
+                raise from_rpc_error(exc, WHAT, self._settings.retry_after_seconds) from None
+        finally:
+            call.cancel()
+        return last if last is not None else await self.get(task_id, api_key)
