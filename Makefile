@@ -95,7 +95,7 @@ DOCKER ?= docker
 DOCKER_BUILD_ARGS ?=
 IMAGE_REGISTRY ?= imagemesh
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGE_TARGETS := gateway providers storage qwen-image-cpu qwen-edit-cpu qwen-image-cuda qwen-edit-cuda
+IMAGE_TARGETS := gateway providers storage tasks qwen-image-cpu qwen-edit-cpu qwen-image-cuda qwen-edit-cuda
 # qwen-image-cpu -> $(IMAGE_REGISTRY)/qwen-image:$(IMAGE_TAG)-cpu; gateway -> .../gateway:$(IMAGE_TAG)
 image_ref = $(IMAGE_REGISTRY)/$(if $(filter %-cpu %-cuda,$(1)),$(patsubst %-$(lastword $(subst -, ,$(1))),%,$(1)):$(IMAGE_TAG)-$(lastword $(subst -, ,$(1))),$(1):$(IMAGE_TAG))
 

@@ -1,24 +1,32 @@
-"""Reading deploy/docker/Dockerfile, .dockerignore and `make images` without a Docker engine.
+"""Reading deploy/docker/Dockerfile, .dockerignore, `make images` and pyproject.toml's dependency
+groups without a Docker engine.
 
 The Dockerfile is parsed with BuildKit's own parser (the `dockerfile` package); stages are
 followed through their `FROM` chain, so a target's effective USER, CMD and ENV can be checked.
+A group's distributions are followed through the venv's installed metadata, so a test can tell
+which top-level modules an image built from that group would lack.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shlex
 import subprocess
+import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import dockerfile
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.deploy.manifests import ROOT
 
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+PYPROJECT = ROOT / "pyproject.toml"
 
 
 @dataclass
@@ -155,3 +163,70 @@ def make_images(**variables: str) -> list[ImageBuild]:
 
 def repo_path_exists(path: str) -> bool:
     return (ROOT / Path(path)).exists()
+
+
+def run_commands(stage: str) -> list[str]:
+    """The shell text of every RUN in one stage (not its bases)."""
+    return [c.value[0] for c in stages()[stage].commands if c.cmd.upper() == "RUN"]
+
+
+def installed_groups(stage: str) -> list[str]:
+    """The dependency groups a stage's `pip install --group=NAME` commands install."""
+    return [m for run in run_commands(stage) for m in re.findall(r"--group[= ]([\w-]+)", run)]
+
+
+@cache
+def dependency_groups() -> dict[str, list[str | dict[str, str]]]:
+    with PYPROJECT.open("rb") as handle:
+        return tomllib.load(handle)["dependency-groups"]
+
+
+def group(name: str) -> list[str]:
+    """A group's requirements, with every `include-group` followed (PEP 735)."""
+    requirements: list[str] = []
+    for entry in dependency_groups()[name]:
+        if isinstance(entry, dict):
+            requirements.extend(r for r in group(entry["include-group"]) if r not in requirements)
+        elif entry not in requirements:
+            requirements.append(entry)
+    return requirements
+
+
+def closure(requirements: list[str]) -> set[str]:
+    """The distributions `pip install` of these requirements brings: them and everything they
+    require, read from the venv's installed metadata (markers evaluated here, extras followed)."""
+    found: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        key = f"{name}[{','.join(sorted(requirement.extras))}]"
+        if key in found:
+            continue
+        found.add(key)
+        found.add(name)
+        for line in importlib.metadata.requires(name) or []:
+            needed = Requirement(line)
+            extras = [""] + sorted(requirement.extras)
+            if needed.marker is None or any(
+                needed.marker.evaluate({"extra": extra}) for extra in extras
+            ):
+                todo.append(needed)
+    return {key for key in found if "[" not in key}
+
+
+def image_site_packages(requirements: list[str], folder: Path) -> Path:
+    """A site-packages folder holding only the requirements' closure (symlinks into this venv's):
+    what an image's venv built from them would hold. The project itself is left out: images run it
+    from /app on PYTHONPATH."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in closure(requirements):
+        distribution = importlib.metadata.distribution(name)
+        for file in distribution.files or []:
+            if file.parts[0] == ".." or file.parts[0].endswith(".pth"):
+                continue
+            source = Path(str(distribution.locate_file(file.parts[0])))
+            link = folder / file.parts[0]
+            if source.exists() and not link.exists():
+                link.symlink_to(source)
+    return folder

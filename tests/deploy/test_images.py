@@ -17,40 +17,27 @@ import pytest
 from tests.deploy.images import (
     DOCKERFILE,
     chain,
+    closure,
     context_sources,
+    dependency_groups,
+    group,
     ignored,
+    image_site_packages,
+    installed_groups,
     last,
     make_images,
+    run_commands,
     stages,
 )
 from tests.deploy.manifests import ROOT, SERVICES, Obj, containers
 
-
-def _load_requirements():
-    """deploy/docker/requirements.py (a script the Dockerfile runs, not a package module)."""
-    spec = importlib.util.spec_from_file_location(
-        "imagemesh_image_requirements", ROOT / "deploy" / "docker" / "requirements.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-requirements = _load_requirements()
-
-SLIM_SERVICES = ("gateway", "providers", "storage")
-# Import names of the distributions the slim images leave out.
-LEFT_OUT_MODULES = (
-    "torch",
-    "diffusers",
-    "transformers",
-    "tokenizers",
-    "huggingface_hub",
-    "accelerate",
-    "safetensors",
-    "grpc_tools",
-    "supervisor",
-)
+# What each image runs (the manifests' SERVICES, and the task service).
+IMAGE_SERVICES = {**SERVICES, "tasks": "services.tasks"}
+# Each slim image: the venv stage it copies, holding the dependency group of the same name.
+SLIM_SERVICES = ("gateway", "providers", "storage", "tasks")
+MODEL_IMAGES = ("qwen-image-cpu", "qwen-edit-cpu", "qwen-image-cuda", "qwen-edit-cuda")
+# The torch stack: never in a slim image.
+TORCH_STACK = {"torch", "diffusers", "transformers", "accelerate", "safetensors"}
 
 
 def hadolint() -> Path:
@@ -73,6 +60,7 @@ def test_make_images_builds_every_service_in_both_model_flavours():
         "imagemesh/gateway:0.1.0",
         "imagemesh/providers:0.1.0",
         "imagemesh/storage:0.1.0",
+        "imagemesh/tasks:0.1.0",
         "imagemesh/qwen-image:0.1.0-cpu",
         "imagemesh/qwen-image:0.1.0-cuda",
         "imagemesh/qwen-edit:0.1.0-cpu",
@@ -95,8 +83,9 @@ def test_the_manifests_run_the_images_make_builds(rendered: dict[str, list[Obj]]
                 assert image in built, f"{build}: {container.where} runs {image}, never built"
 
 
-@pytest.mark.parametrize("target", sorted({b.target for b in make_images()}))
-def test_every_image_runs_its_service_as_a_numeric_non_root_user(target: str):
+@pytest.mark.parametrize("build", make_images(), ids=lambda build: build.target)
+def test_every_image_runs_its_service_as_a_numeric_non_root_user(build):
+    target = build.target
     user = last(target, "USER")
     assert user is not None, f"{target} runs as root"
     uid = user.value[0].split(":")[0]
@@ -106,7 +95,8 @@ def test_every_image_runs_its_service_as_a_numeric_non_root_user(target: str):
     assert cmd is not None and cmd.json, f"{target}: CMD must be exec form (signals reach python)"
     assert list(cmd.value[:2]) == ["python", "-m"]
     package = cmd.value[2]
-    assert package in SERVICES.values(), f"{target} runs {package}"
+    image = build.ref.split("/")[-1].split(":")[0]
+    assert package == IMAGE_SERVICES[image], f"{target} runs {package}"
     if importlib.util.find_spec(package) is None:
         pytest.skip(f"{package} does not exist yet")
     assert importlib.util.find_spec(f"{package}.__main__") is not None, f"{package} has no __main__"
@@ -171,34 +161,60 @@ def test_the_cpu_model_images_hold_the_tiny_pipelines_where_the_servers_look():
 # ---- what goes into each image ----------------------------------------------------------------
 
 
-def test_every_pinned_dependency_lands_in_an_image():
-    deps = requirements.dependencies(ROOT / "pyproject.toml")
-    service = set(requirements.flavour(deps, "service"))
-    model = set(requirements.flavour(deps, "model"))
-    stubs = set(requirements.flavour(deps, "stubs"))
-    local_only = {d for d in deps if requirements.name_of(d) in requirements.LOCAL_ONLY}
-    assert set(deps) == model | stubs | local_only
-    assert service < model
-    assert not {requirements.name_of(d) for d in service} & requirements.MODEL_ONLY
-    assert requirements.flavour(deps, "torch") == [d for d in deps if d.startswith("torch==")]
+def venv_stage(target: str) -> str:
+    """The stage whose /opt/venv the image copies."""
+    copies = [
+        flag.split("=", 1)[1]
+        for stage in chain(target)
+        for c in stage.commands
+        if c.cmd.upper() == "COPY" and list(c.value[-1:]) == ["/opt/venv"]
+        for flag in c.flags
+        if flag.startswith("--from=")
+    ]
+    assert len(copies) == 1, f"{target} copies /opt/venv from {copies}"
+    return copies[0]
 
 
-def test_requirements_rejects_an_unknown_flavour(capsys):
-    assert requirements.main(["requirements.py", "gpu"]) == 2
-    assert "usage" in capsys.readouterr().err
+@pytest.mark.parametrize("target", SLIM_SERVICES)
+def test_each_slim_image_installs_only_its_services_group_and_no_torch(target: str):
+    stage = venv_stage(target)
+    assert installed_groups(stage) == [target], f"{stage} installs {installed_groups(stage)}"
+    assert not closure(group(target)) & TORCH_STACK, f"the {target} group brings torch"
 
 
-BLOCKER = """
-import importlib, importlib.abc, json, pkgutil, sys
-LEFT_OUT = set(sys.argv[1].split(","))
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in LEFT_OUT:
-            raise ModuleNotFoundError(f"No module named {name!r} (not in the slim image)", name=name)
-sys.meta_path.insert(0, Blocker())
-failures = {}
-for package in sys.argv[2:]:
-    failures[package] = []
+@pytest.mark.parametrize("target", MODEL_IMAGES)
+def test_the_model_images_install_torch_first_then_the_modelserver_group(target: str):
+    # The CUDA flavour installs torch in either branch of an `if` (its index URL or PyPI's).
+    assert list(dict.fromkeys(installed_groups(venv_stage(target)))) == ["torch", "modelserver"]
+    assert set(group("torch")) <= set(group("modelserver"))
+
+
+def test_every_group_the_images_install_exists_and_every_pin_is_exact():
+    groups = dependency_groups()
+    installed = {name for stage in stages() for name in installed_groups(stage)}
+    assert installed <= set(groups), installed - set(groups)
+    assert installed_groups("stubs") == ["protos"]
+    for name in groups:
+        for requirement in group(name):
+            assert re.fullmatch(r"[\w.\[\],-]+==[\w.+]+", requirement), f"{name}: {requirement}"
+
+
+def test_the_images_and_the_makefile_use_the_same_pip():
+    """Dependency groups need pip >= 25.1; one pinned pip everywhere."""
+    makefile = re.search(r"^PIP_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    dockerfile = re.search(r"^ARG PIP_VERSION=(\S+)$", DOCKERFILE.read_text(), re.M)
+    assert makefile and dockerfile and makefile[1] == dockerfile[1]
+    assert any('pip install "pip==${PIP_VERSION}"' in run for run in run_commands("venv"))
+
+
+# Run with `python -S` (no site-packages, no .pth files) on the image's path: the project and its
+# stubs first, as the images' PYTHONPATH=/app:/app/gen has them, then the image's site-packages.
+WALKER = """
+import importlib, json, pkgutil, sys
+root, site, packages = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.path[:0] = [root, root + "/gen", site]
+failures = []
+for package in packages:
     root = importlib.import_module(package)
     for info in pkgutil.walk_packages(root.__path__, package + "."):
         if info.name.endswith("__main__"):
@@ -206,31 +222,40 @@ for package in sys.argv[2:]:
         try:
             importlib.import_module(info.name)
         except Exception as exc:
-            failures[package].append(f"{info.name}: {type(exc).__name__}: {exc}")
+            failures.append(f"{info.name}: {type(exc).__name__}: {exc}")
 print(json.dumps(failures))
 """
 
 
-@cache
-def slim_import_failures() -> dict[str, list[str]]:
-    present = [
-        SERVICES[s] for s in SLIM_SERVICES if importlib.util.find_spec(SERVICES[s]) is not None
-    ]
-    result = subprocess.run(
-        [sys.executable, "-c", BLOCKER, ",".join(LEFT_OUT_MODULES), "services.common", *present],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+@pytest.fixture(scope="module")
+def import_failures(tmp_path_factory):
+    """Every module of the packages, imported with only one group's distributions installed."""
+
+    @cache
+    def failures(group_name: str, packages: tuple[str, ...]) -> list[str]:
+        site = image_site_packages(group(group_name), tmp_path_factory.mktemp(group_name))
+        result = subprocess.run(
+            [sys.executable, "-S", "-c", WALKER, str(ROOT), str(site), *packages],
+            cwd=tmp_path_factory.getbasetemp(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    return failures
 
 
-@pytest.mark.parametrize("service", [*SLIM_SERVICES, "common"])
-def test_slim_images_have_everything_their_service_imports(service: str):
-    package = SERVICES.get(service, f"services.{service}")
-    failures = slim_import_failures()
-    if package not in failures:
+@pytest.mark.parametrize("service", SLIM_SERVICES)
+def test_slim_images_have_everything_their_service_imports(service: str, import_failures):
+    package = IMAGE_SERVICES[service]
+    if importlib.util.find_spec(package) is None:
         pytest.skip(f"{package} does not exist yet")
-    assert failures[package] == []
+    assert import_failures(service, ("services.common", package)) == []
+
+
+def test_the_model_images_have_everything_the_model_servers_import(import_failures):
+    packages = ("services.common", "services.modelserver", "services.qwen_image")
+    packages += ("services.qwen_edit", "services.tinymodels")
+    assert import_failures("modelserver", packages) == []
