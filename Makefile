@@ -78,6 +78,7 @@ $(BUF):
 lint: $(VENV_STAMP) $(BUF)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	cd protos && ../$(BUF) lint
 
 typecheck: setup
