@@ -81,7 +81,7 @@ class RequestContext:
         IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:  # noqa: BLE001 - answered here, while the request id is still set
+        except Exception:  # answered here, while the request id is still set
             # Starlette's own last-resort handler runs outside this middleware, after the id
             # is gone; this one answers the envelope with the id and logs the traceback.
             log.exception("unhandled error")

@@ -141,7 +141,7 @@ async def _encode(
                 yield sse(data["type"], data)
     except ApiError as exc:
         yield sse("error", error_body(exc))
-    except Exception:  # noqa: BLE001 - the status line is sent: the envelope goes in the stream
+    except Exception:  # the status line is sent: the envelope goes in the stream
         log.exception("stream failed")
         rid = requestid.get_request_id()
         yield sse("error", error_body(ApiError(500, f"internal error; request id {rid}")))

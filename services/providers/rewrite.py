@@ -91,7 +91,7 @@ class PromptRewriter:
             log.warning("prompt not rewritten with %s: %s", model, exc.message)
             original.reason = exc.message
             return original
-        except Exception as exc:  # noqa: BLE001 - rewriting must never fail the request
+        except Exception as exc:  # rewriting must never fail the request
             log.exception("prompt rewrite with %s failed", model)
             original.reason = f"the rewrite with {model} failed ({type(exc).__name__})"
             return original

@@ -59,7 +59,7 @@ class RequestStream:
                 seen = Seen(sent, answer.status_code, time.monotonic() - sent, body)
             except httpx.TimeoutException as exc:
                 seen = Seen(sent, None, time.monotonic() - sent, error=f"timeout: {exc!r}")
-            except Exception as exc:  # noqa: BLE001 - a transport error, or the client closed
+            except Exception as exc:  # a transport error, or the client closed
                 if self._stop.is_set():
                     return
                 if not isinstance(exc, httpx.TransportError):

@@ -43,7 +43,7 @@ def website(host: str = "127.0.0.1") -> Iterator[Website]:
     hits: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:  # the stdlib's name
             hits.append(self.path)
             status, content_type, body, headers = pages.get(
                 self.path, (404, "text/plain", b"not found", {})
