@@ -56,34 +56,34 @@ class ProvidersServicer(providers_pb2_grpc.ProvidersServicer):
             )
         return response
 
-    async def Chat(self, request, context):  # noqa: N802 - gRPC method names
+    async def Chat(self, request, context):
         with _call_scope(context):
             adapter = self._registry.ready_adapter_for(request.model, "chat")
             result = await adapter.chat(convert.chat_spec(request))
         return convert.chat_response(result)
 
-    async def ChatStream(self, request, context) -> AsyncIterator[providers_pb2.ChatChunk]:  # noqa: N802
+    async def ChatStream(self, request, context) -> AsyncIterator[providers_pb2.ChatChunk]:
         with _call_scope(context):
             adapter = self._registry.ready_adapter_for(request.model, "chat_stream")
             async for delta in adapter.chat_stream(convert.chat_spec(request)):
                 yield convert.chat_chunk(delta)
 
-    async def GenerateImages(self, request, context):  # noqa: N802
+    async def GenerateImages(self, request, context):
         with _call_scope(context):
             adapter = self._registry.ready_adapter_for(request.model, "generate")
             result = await adapter.generate(convert.image_spec(request))
         return self._images(result)
 
-    async def EditImages(self, request, context):  # noqa: N802
+    async def EditImages(self, request, context):
         with _call_scope(context):
             adapter = self._registry.ready_adapter_for(request.model, "edit")
             result = await adapter.edit(convert.edit_spec(request))
         return self._images(result)
 
-    async def ListModels(self, request, context):  # noqa: N802
+    async def ListModels(self, request, context):
         return convert.models_response(self._registry.models())
 
-    async def RewritePrompt(self, request, context):  # noqa: N802
+    async def RewritePrompt(self, request, context):
         with deadline_in(context.time_remaining()):
             rewrite = await self._rewriter.rewrite(request.prompt, request.model)
         return convert.rewrite_response(rewrite)

@@ -36,7 +36,7 @@ class Site(BaseHTTPRequestHandler):
 
     release = threading.Event()
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:  # the stdlib's name
         routes = {
             "/cat.png": (200, "image/png", IMAGE),
             "/photo": (200, "image/png", JPEG),  # says PNG, is a JPEG

@@ -36,7 +36,7 @@ def sniff(data: bytes) -> str:
                 image.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidArgument(f"the image is too large to accept: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad bytes
+    except Exception as exc:  # Pillow raises many types for bad bytes
         # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" says nothing more.
         reason = "" if isinstance(exc, Image.UnidentifiedImageError) else f" ({exc})"
         raise InvalidArgument(f"the bytes are not a readable image{reason}") from exc
