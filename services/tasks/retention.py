@@ -99,7 +99,7 @@ class Retention:
         while True:
             try:
                 await self.sweep()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - retried next interval: the sweeper never dies
                 log.warning(
                     "retention sweep failed (%s); retrying in %.0f s", exc, self.interval_seconds
                 )
