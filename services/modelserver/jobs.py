@@ -29,15 +29,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
 
 from services.common import requestid
 from services.common.errors import ResourceExhausted
-
-if TYPE_CHECKING:
-    from services.modelserver.previews import PreviewPlan
 
 log = logging.getLogger("imagemesh.jobs")
 
@@ -259,30 +256,6 @@ class JobQueue:
         if self._worker is not None:
             self._worker.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def step_callback(
-    step: StepFn, previews: PreviewPlan | None = None
-) -> Callable[..., dict[str, Any]]:
-    """A diffusers `callback_on_step_end` that reports step i + 1 to `step`, with a preview of
-    the latents at the steps `previews` names.
-
-    An exception raised by `step` (`JobCancelled`) propagates out of the pipeline call: the
-    run stops before the next step, nothing more is decoded.
-    """
-
-    def on_step_end(
-        pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
-    ) -> dict[str, Any]:
-        done = index + 1
-        if previews is not None and done in previews.steps:
-            latents = tensors["latents"]
-            step(done, lambda: previews.preview(pipe, latents, done))
-        else:
-            step(done)
-        return {}
-
-    return on_step_end
 
 
 def _settle(job: Job[Any], result: Any = None, exc: BaseException | None = None) -> None:

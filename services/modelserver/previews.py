@@ -10,11 +10,12 @@ decode of one image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from services.modelserver.jobs import Preview, StepFn, step_callback
+from services.modelserver.jobs import Preview, StepFn
 from services.modelserver.limits import Sampling
 
 
@@ -63,3 +64,27 @@ def decode_latents(pipe: Any, packed: torch.Tensor, size: PreviewPlan) -> list[A
     with torch.no_grad():
         image = vae.decode(latents * std + mean, return_dict=False)[0][:, :, 0]
     return list(pipe.image_processor.postprocess(image, output_type="pil"))
+
+
+def step_callback(
+    step: StepFn, previews: PreviewPlan | None = None
+) -> Callable[..., dict[str, Any]]:
+    """A diffusers `callback_on_step_end` that reports step i + 1 to `step`, with a preview of
+    the latents at the steps `previews` names.
+
+    An exception raised by `step` (`JobCancelled`) propagates out of the pipeline call: the
+    run stops before the next step, nothing more is decoded.
+    """
+
+    def on_step_end(
+        pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
+        done = index + 1
+        if previews is not None and done in previews.steps:
+            latents = tensors["latents"]
+            step(done, lambda: previews.preview(pipe, latents, done))
+        else:
+            step(done)
+        return {}
+
+    return on_step_end

@@ -4,6 +4,9 @@ Loading real weights takes minutes, so the server listens first and the health s
 NOT_SERVING meanwhile (calls get UNAVAILABLE); a load failure stops the process with a non-zero
 exit and a message naming the location. SIGTERM turns health NOT_SERVING, gives in-flight and
 queued calls the grace period, then stops the job queue.
+
+A server describes itself once as a `ServerKind` (its name, gRPC service, settings class,
+generator and servicer); `kind.start(settings)` and `kind.serve(settings)` are the same for all.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
 from services.common.logs import configure_logging
 from services.common.server import MeshServer
+from services.modelserver.jobs import StepHook
 from services.modelserver.loader import PipelineLoadError
 from services.modelserver.settings import ModelServerSettings
 
@@ -74,3 +78,34 @@ async def serve(
         raise SystemExit(f"{service_name}: {exc}") from exc
     await service.server.wait_for_shutdown_signal()
     await generator.close()
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """What makes one model server: everything else about starting it is shared."""
+
+    name: str  # "qwen_image": the process name in messages
+    service_name: str  # the full gRPC service name health reports
+    env_prefix: str  # "QWEN_IMAGE_"
+    settings_type: type[ModelServerSettings]
+    generator: Callable[..., Loadable]  # (settings, step_hook=...)
+    servicer: Callable[[Any], Any]  # the servicer around a generator
+    add_servicer: Callable[[Any, grpc.aio.Server], None]  # the generated add_..._to_server
+
+    def _parts(
+        self, settings: ModelServerSettings, step_hook: StepHook | None
+    ) -> tuple[Loadable, Register]:
+        generator = self.generator(settings, step_hook=step_hook)
+        servicer = self.servicer(generator)
+        return generator, lambda server: self.add_servicer(servicer, server)
+
+    async def start(
+        self, settings: ModelServerSettings, step_hook: StepHook | None = None
+    ) -> ModelService:
+        """Listens, loads the pipeline, reports SERVING; the caller stops it with `close()`."""
+        generator, register = self._parts(settings, step_hook)
+        return await start(settings, generator, register, self.service_name)
+
+    async def serve(self, settings: ModelServerSettings) -> None:
+        generator, register = self._parts(settings, None)
+        await serve(settings, generator, register, self.service_name)

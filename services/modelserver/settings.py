@@ -1,10 +1,22 @@
-"""Settings every model server has; `qwen_image` and `qwen_edit` subclass it with their prefix."""
+"""Settings every model server has; `qwen_image` and `qwen_edit` subclass it with their prefix.
+
+The default weights are the tiny pipelines `make models` builds under `models/` at the project
+root; their folder names are fixed here, so production settings need nothing from the builder.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import Field, model_validator
 
 from services.common.settings import ServerSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MODELS_DIR = PROJECT_ROOT / "models"
+TINY_IMAGE_DIR = MODELS_DIR / "qwen-image-tiny"
+TINY_EDIT_DIR = MODELS_DIR / "qwen-image-edit-tiny"
+TINY_EDIT_PLUS_DIR = MODELS_DIR / "qwen-image-edit-plus-tiny"
 
 
 class ModelServerSettings(ServerSettings):

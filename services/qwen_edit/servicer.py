@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import grpc
 from imagemesh.v1 import common_pb2, qwen_edit_pb2, qwen_edit_pb2_grpc
 
-from services.modelserver.protomap import event_to_proto, output_format_name, result_to_proto
-from services.qwen_edit.generator import EditGenerator, EditSpec, ImageSource
+from services.modelserver.protomap import output_format_name
+from services.modelserver.servicing import Calls
+from services.qwen_edit.generator import EditSpec, ImageSource
 
 SERVICE_NAME = qwen_edit_pb2.DESCRIPTOR.services_by_name["ImageEditing"].full_name
 
@@ -35,17 +33,9 @@ def spec_from(request: qwen_edit_pb2.EditRequest) -> EditSpec:
     )
 
 
-class EditingServicer(qwen_edit_pb2_grpc.ImageEditingServicer):
-    def __init__(self, generator: EditGenerator) -> None:
-        self._generator = generator
+class EditingServicer(Calls, qwen_edit_pb2_grpc.ImageEditingServicer):
+    def spec_from(self, request: qwen_edit_pb2.EditRequest) -> EditSpec:
+        return spec_from(request)
 
-    async def Edit(
-        self, request: qwen_edit_pb2.EditRequest, context: grpc.aio.ServicerContext
-    ) -> common_pb2.GenerationResult:
-        return result_to_proto(await self._generator.edit(spec_from(request)))
-
-    async def EditStream(
-        self, request: qwen_edit_pb2.EditRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[common_pb2.GenerationEvent]:
-        async for event in self._generator.edit_stream(spec_from(request)):
-            yield event_to_proto(event)
+    Edit = Calls.unary
+    EditStream = Calls.stream

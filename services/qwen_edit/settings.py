@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.modelserver.settings import ModelServerSettings
-from services.tinymodels import TINY_EDIT_DIR
+from services.modelserver.settings import TINY_EDIT_DIR, ModelServerSettings
 
 
 class QwenEditSettings(ModelServerSettings):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from imagemesh.v1 import qwen_image_pb2, qwen_image_pb2_grpc
 
-import grpc
-from imagemesh.v1 import common_pb2, qwen_image_pb2, qwen_image_pb2_grpc
-
-from services.modelserver.protomap import event_to_proto, output_format_name, result_to_proto
-from services.qwen_image.generator import GenerateSpec, Generator
+from services.modelserver.protomap import output_format_name
+from services.modelserver.servicing import Calls
+from services.qwen_image.generator import GenerateSpec
 
 SERVICE_NAME = qwen_image_pb2.DESCRIPTOR.services_by_name["ImageGeneration"].full_name
 
@@ -29,17 +27,9 @@ def spec_from(request: qwen_image_pb2.GenerateRequest) -> GenerateSpec:
     )
 
 
-class GenerationServicer(qwen_image_pb2_grpc.ImageGenerationServicer):
-    def __init__(self, generator: Generator) -> None:
-        self._generator = generator
+class GenerationServicer(Calls, qwen_image_pb2_grpc.ImageGenerationServicer):
+    def spec_from(self, request: qwen_image_pb2.GenerateRequest) -> GenerateSpec:
+        return spec_from(request)
 
-    async def Generate(
-        self, request: qwen_image_pb2.GenerateRequest, context: grpc.aio.ServicerContext
-    ) -> common_pb2.GenerationResult:
-        return result_to_proto(await self._generator.generate(spec_from(request)))
-
-    async def GenerateStream(
-        self, request: qwen_image_pb2.GenerateRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[common_pb2.GenerationEvent]:
-        async for event in self._generator.generate_stream(spec_from(request)):
-            yield event_to_proto(event)
+    Generate = Calls.unary
+    GenerateStream = Calls.stream

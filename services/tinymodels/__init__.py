@@ -8,10 +8,13 @@ about 3 MB each. Their pictures are noise; they prove the plumbing. Build them w
 
 from __future__ import annotations
 
-from pathlib import Path
+# The folders are the model servers' default weights, so their settings name them.
+from services.modelserver.settings import (
+    MODELS_DIR,
+    PROJECT_ROOT,
+    TINY_EDIT_DIR,
+    TINY_EDIT_PLUS_DIR,
+    TINY_IMAGE_DIR,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODELS_DIR = REPO_ROOT / "models"
-TINY_IMAGE_DIR = MODELS_DIR / "qwen-image-tiny"
-TINY_EDIT_DIR = MODELS_DIR / "qwen-image-edit-tiny"
-TINY_EDIT_PLUS_DIR = MODELS_DIR / "qwen-image-edit-plus-tiny"
+__all__ = ["MODELS_DIR", "PROJECT_ROOT", "TINY_EDIT_DIR", "TINY_EDIT_PLUS_DIR", "TINY_IMAGE_DIR"]

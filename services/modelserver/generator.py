@@ -1,0 +1,108 @@
+"""A request's way through a model server, without gRPC: check it, queue it, run it, encode.
+
+`ModelGenerator` is what a server's servicer calls and what tests drive directly. A server's
+subclass turns its request spec into a pipeline job (`prepare`, raising `InvalidArgument` naming
+what to fix, before the request takes a queue slot); the rest is the same for every server:
+`Unavailable` until the pipeline is loaded, the job through the server's queue, the images encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
+
+from services.common.errors import Unavailable
+from services.modelserver.jobs import Progress, StepHook
+from services.modelserver.limits import Sampling, check_sampling
+from services.modelserver.pipeline import ModelPipeline, PipelineJob
+from services.modelserver.runner import GenerationOutput, PartialOutput, Runner
+from services.modelserver.settings import ModelServerSettings
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """The fields every request has, as the caller sent them: 0 and None mean "server default"."""
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int = 0
+    height: int = 0
+    num_inference_steps: int = 0
+    true_cfg_scale: float | None = None
+    guidance_scale: float | None = None
+    seed: int | None = None
+    num_images: int = 0
+    output_format: str = "png"
+    partial_images: int = 0  # 0..3 previews in a stream (`generate_stream`)
+
+
+S = TypeVar("S", bound=SamplingSpec)
+J = TypeVar("J", bound=PipelineJob)
+Settings = TypeVar("Settings", bound=ModelServerSettings)
+
+
+class ModelGenerator(Generic[Settings, S, J]):
+    """Checks, queues and runs one server's requests on its pipeline."""
+
+    name: ClassVar[str]  # the queue's name in logs and metrics
+    pipeline_type: ClassVar[type[ModelPipeline]]  # type: ignore[type-arg]
+
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: ModelPipeline[J] | None = None,
+        step_hook: StepHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.runner = Runner(self.name, settings, step_hook)
+
+    async def load(self) -> None:
+        """Loads the pipeline off the event loop (raises `PipelineLoadError` naming the path)."""
+        self.pipeline = await asyncio.to_thread(self.pipeline_type.load, self.settings)
+
+    def ready(self) -> ModelPipeline[J]:
+        if self.pipeline is None:
+            raise Unavailable(
+                f"the pipeline from {self.settings.location} is still loading; "
+                "retry when the health service says SERVING"
+            )
+        return self.pipeline
+
+    def sampling(self, spec: SamplingSpec) -> Sampling:
+        """The shared fields checked, server defaults filled in."""
+        return check_sampling(
+            self.settings,
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            num_inference_steps=spec.num_inference_steps,
+            true_cfg_scale=spec.true_cfg_scale,
+            guidance_scale=spec.guidance_scale,
+            seed=spec.seed,
+            num_images=spec.num_images,
+            output_format=spec.output_format,
+            partial_images=spec.partial_images,
+        )
+
+    async def prepare(self, spec: S) -> J:
+        """The job for a request, or `InvalidArgument` naming what to fix."""
+        raise NotImplementedError
+
+    async def generate(self, spec: S) -> GenerationOutput:
+        pipeline = self.ready()
+        job = await self.prepare(spec)
+        return await self.runner.run(lambda step: pipeline.run(job, step), job.sampling)
+
+    async def generate_stream(
+        self, spec: S
+    ) -> AsyncIterator[Progress | PartialOutput | GenerationOutput]:
+        """Queue position, each step, the previews asked for, then the output."""
+        pipeline = self.ready()
+        job = await self.prepare(spec)
+        async for event in self.runner.stream(lambda step: pipeline.run(job, step), job.sampling):
+            yield event
+
+    async def close(self) -> None:
+        await self.runner.close()

@@ -1,0 +1,39 @@
+"""The gRPC side both servicers share: a request message to a spec, the generator's output to
+`GenerationResult` / `GenerationEvent` messages.
+
+A server's servicer derives from `Calls` and its generated base class, names its `spec_from`, and
+binds its two rpc names to `Calls.unary` and `Calls.stream`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from imagemesh.v1 import common_pb2
+
+from services.modelserver.generator import ModelGenerator
+from services.modelserver.protomap import event_to_proto, result_to_proto
+
+
+class Calls:
+    """A servicer's two calls, unary and streamed, on the server's generator."""
+
+    def __init__(self, generator: ModelGenerator[Any, Any, Any]) -> None:
+        self._generator = generator
+
+    def spec_from(self, request: Any) -> Any:
+        """The generator's spec for a request message."""
+        raise NotImplementedError
+
+    async def unary(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> common_pb2.GenerationResult:
+        return result_to_proto(await self._generator.generate(self.spec_from(request)))
+
+    async def stream(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[common_pb2.GenerationEvent]:
+        async for event in self._generator.generate_stream(self.spec_from(request)):
+            yield event_to_proto(event)
