@@ -27,10 +27,23 @@ SERVICES = {
     "qwen-edit": "services.qwen_edit",
     "providers": "services.providers",
     "storage": "services.storage",
+    "tasks": "services.tasks",
 }
 # The planned ports (DESIGN.md): gRPC and metrics of each gRPC service.
-GRPC_PORTS = {"qwen-image": 50051, "qwen-edit": 50052, "providers": 50053, "storage": 50054}
-METRICS_PORTS = {"qwen-image": 9151, "qwen-edit": 9152, "providers": 9153, "storage": 9154}
+GRPC_PORTS = {
+    "qwen-image": 50051,
+    "qwen-edit": 50052,
+    "providers": 50053,
+    "storage": 50054,
+    "tasks": 50055,
+}
+METRICS_PORTS = {
+    "qwen-image": 9151,
+    "qwen-edit": 9152,
+    "providers": 9153,
+    "storage": 9154,
+    "tasks": 9155,
+}
 MODEL_SERVERS = ("qwen-image", "qwen-edit")
 GPU = "nvidia.com/gpu"
 

@@ -32,6 +32,7 @@ TARGETS = {
     "gateway": "gateway",
     "providers": "providers",
     "storage": "storage",
+    "tasks": "tasks",
     "qwen-image-cpu": "qwen-image",
     "qwen-image-cuda": "qwen-image",
     "qwen-edit-cpu": "qwen-edit",
@@ -40,7 +41,7 @@ TARGETS = {
 
 
 def settings_modules(service: str) -> list[ModuleType]:
-    """`services/<name>/settings.py` and every `settings.py` below it (e.g. gateway/tasks/)."""
+    """`services/<name>/settings.py` and every `settings.py` below it."""
     package = SERVICES[service]
     folder = ROOT / Path(*package.split("."))
     if not (folder / "settings.py").exists():

@@ -71,11 +71,23 @@ def test_workload_selectors_match_their_own_pods(rendered: dict[str, list[Obj]])
             )
 
 
-@pytest.mark.parametrize("backend", ["qwen-image", "qwen-edit", "providers", "storage"])
-def test_the_gateway_targets_each_backend_at_its_service(backend: str, rendered):
-    variable = f"GATEWAY_{backend.upper().replace('-', '_')}_TARGET"
+@pytest.mark.parametrize(
+    ("client", "backend"),
+    [
+        ("gateway", "qwen-image"),
+        ("gateway", "qwen-edit"),
+        ("gateway", "providers"),
+        ("gateway", "storage"),
+        ("gateway", "tasks"),
+        ("tasks", "qwen-image"),
+        ("tasks", "providers"),
+        ("tasks", "storage"),
+    ],
+)
+def test_each_client_targets_each_backend_at_its_service(client: str, backend: str, rendered):
+    variable = f"{client.upper()}_{backend.upper().replace('-', '_')}_TARGET"
     for build, objs in rendered.items():
-        gateway = named(objs, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
+        gateway = named(objs, "Deployment", client)["spec"]["template"]["spec"]["containers"][0]
         target = env_value(gateway, variable)
         assert target, f"{build}: {variable} is not set"
         host, _, port = target.removeprefix("dns:///").rpartition(":")
@@ -96,6 +108,7 @@ def test_metrics_ports_are_declared_and_listened_on(server: str, rendered):
         "qwen-edit": "QWEN_IMAGE_EDIT_",
         "providers": "PROVIDERS_",
         "storage": "STORAGE_",
+        "tasks": "TASKS_",
     }[server]
     for build, objs in rendered.items():
         workload = named(objs, "Deployment", server)
@@ -164,15 +177,16 @@ def allowed_sources(objs: list[Obj], target: Obj, port_name: str) -> set[str] | 
 @pytest.mark.parametrize(
     ("target", "port", "sources"),
     [
-        ("qwen-image", "grpc", {"gateway"}),
+        ("qwen-image", "grpc", {"gateway", "tasks"}),
         ("qwen-edit", "grpc", {"gateway"}),
-        ("providers", "grpc", {"gateway"}),
-        ("storage", "grpc", {"gateway"}),
-        ("postgres", "postgres", {"gateway"}),
+        ("providers", "grpc", {"gateway", "tasks"}),
+        ("storage", "grpc", {"gateway", "tasks"}),
+        ("tasks", "grpc", {"gateway"}),
+        ("postgres", "postgres", {"tasks"}),
         ("minio", "console", set()),
     ],
 )
-def test_only_the_gateway_reaches_the_backends(target, port, sources, rendered):
+def test_only_their_clients_reach_the_backends(target, port, sources, rendered):
     for build, objs in rendered.items():
         kind = "StatefulSet" if target in ("postgres", "minio") else "Deployment"
         assert allowed_sources(objs, named(objs, kind, target), port) == sources, build
