@@ -1,6 +1,7 @@
 """The hand-written bad-input corpus (corpus.py) against every endpoint of a full gateway: each
-request is refused with a 4xx envelope holding a message (and, where the case names one, the
-word that tells what to fix); none is a 5xx or a traceback.
+request is refused with exactly the status its case names, in an envelope whose message holds the
+case's fragment (what to fix) and, on the DashScope-compatible endpoints, DashScope's error code;
+none is a 5xx or a traceback.
 
 tests/integration/test_gateway_bad_input.py checks the exact wording of the common mistakes;
 this suite checks breadth. Property-based cases from the OpenAPI schema: test_bad_input_generated.
@@ -26,16 +27,21 @@ def client(hosted: Hosted) -> Iterator[httpx.Client]:
         yield client
 
 
-def test_the_corpus_is_broad() -> None:
+def test_the_corpus_is_broad_and_names_every_answer() -> None:
     assert len(CASES) >= 150
     assert len({case.path for case in CASES}) >= 10
+    assert len({case.id for case in CASES}) == len(CASES)
+    assert all(400 <= case.status < 500 and case.says.strip() for case in CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_refused_with_an_envelope(client: httpx.Client, case: Bad) -> None:
     answer = client.request(case.method, case.path, **case.request())
+    assert answer.status_code == case.status, (answer.status_code, answer.text[:500])
     body = assert_refusal(answer, case.path)
-    assert case.says.lower() in body["message"].lower(), body["message"]
+    assert case.says in body["message"], body["message"]
+    if case.code:
+        assert body["code"] == case.code, body
 
 
 def test_an_unknown_task_is_dashscopes_unknown_status(client: httpx.Client) -> None:
