@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tests.support.processes import wait_until
+from tests.support.waiting import wait_until
 
 # A 200 whose body a JSON parser gives up on halfway: what a proxy cutting an answer short sends.
 GARBAGE = b'{"id": "cut-short", "choices": [{"index": 0, "message": {"content": "A red'

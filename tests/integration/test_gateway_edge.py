@@ -13,7 +13,8 @@ from PIL import Image
 
 from tests.support.mesh import Mesh
 from tests.support.ports import free_port
-from tests.support.processes import ServiceProcess, port_open, wait_until
+from tests.support.processes import ServiceProcess, port_open
+from tests.support.waiting import wait_until
 
 KEY = "sk-test-3f9a7c1e"
 IMAGE_CAP = 64 * 1024

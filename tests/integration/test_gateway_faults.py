@@ -14,7 +14,7 @@ import pytest
 from imagemesh.v1 import qwen_image_pb2, qwen_image_pb2_grpc
 
 from tests.support.mesh import Mesh
-from tests.support.processes import wait_until
+from tests.support.waiting import wait_until
 
 REQUEST = {
     "prompt": "a cat",

@@ -14,7 +14,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.mesh import Mesh
-from tests.support.processes import ROOT, wait_until
+from tests.support.processes import ROOT
+from tests.support.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and nothing that reaches outside the machine.

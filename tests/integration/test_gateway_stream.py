@@ -19,8 +19,8 @@ from PIL import Image
 
 from tests.fakes.pngs import png
 from tests.support.mesh import Mesh
-from tests.support.processes import wait_until
 from tests.support.sse import Event, parse
+from tests.support.waiting import wait_until
 
 GENERATIONS = "/v1/images/generations"
 

@@ -18,8 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.common.channels import channel_options
 from services.common.settings import MIB
 from tests.support.ports import free_port
-from tests.support.processes import ServiceProcess, grpc_serving, wait_until
+from tests.support.processes import ServiceProcess, grpc_serving
 from tests.support.storage import minio_client, read_object
+from tests.support.waiting import wait_until
 
 BUCKET = "test-storage-process"
 SERVICE = "imagemesh.v1.Storage"

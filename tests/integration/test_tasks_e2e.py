@@ -25,8 +25,9 @@ from PIL import Image
 
 from tests.support.mesh import BUCKET, Mesh
 from tests.support.ports import free_port
-from tests.support.processes import ServiceProcess, grpc_serving, wait_until
+from tests.support.processes import ServiceProcess, grpc_serving
 from tests.support.storage import bucket_keys, minio_client
+from tests.support.waiting import wait_until
 
 SEED_CREATE = "/api/v1/tasks/"
 SYNTHESIS = "/api/v1/services/aigc/text2image/image-synthesis"

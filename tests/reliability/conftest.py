@@ -16,7 +16,7 @@ import pytest
 from tests.fakes.fixtures import ProviderFakes
 from tests.support.hosted import Hosted, hosted_gateway
 from tests.support.mesh import Mesh
-from tests.support.processes import wait_until
+from tests.support.waiting import wait_until
 
 # Short enough that a slow provider is given up on quickly, long enough for the fakes.
 CHAT_DEADLINE_SECONDS = 4.0

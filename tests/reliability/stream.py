@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.processes import wait_until
+from tests.support.waiting import wait_until
 
 
 @dataclass

@@ -26,8 +26,9 @@ from tests.reliability.conftest import gateway_ready
 from tests.reliability.stream import RequestStream, Seen
 from tests.support.hosted import Hosted
 from tests.support.mesh import Mesh
-from tests.support.processes import ServiceProcess, grpc_serving, wait_until
+from tests.support.processes import ServiceProcess, grpc_serving
 from tests.support.storage import png_bytes
+from tests.support.waiting import wait_until
 
 GEN = "/v1/images/generations"
 SMALL = {"prompt": "a cat", "size": "64x64", "num_inference_steps": 2}

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from tests.support.mesh import Mesh
-from tests.support.processes import grpc_serving, port_open, wait_until
+from tests.support.processes import grpc_serving, port_open
+from tests.support.waiting import wait_until
 
 GEN = "/v1/images/generations"
 # Seconds of work on CPU: surely still running when the signal arrives.

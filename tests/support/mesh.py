@@ -17,7 +17,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ports import free_port
-from tests.support.processes import ServiceProcess, grpc_serving, wait_until
+from tests.support.processes import ServiceProcess, grpc_serving
+from tests.support.waiting import wait_until
 
 BUCKET = "imagemesh-mesh"
 # Model server queue length in the test mesh: tests that fill a queue read it from here.

@@ -22,7 +22,8 @@ from pathlib import Path
 import psycopg
 
 from tests.support.ports import free_port
-from tests.support.processes import LOG_DIR, wait_until
+from tests.support.processes import LOG_DIR
+from tests.support.waiting import wait_until
 
 
 def find_bin_dir() -> Path:
