@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 import httpx
@@ -24,6 +23,7 @@ from tests.support.storage import (
     read_object,
     storage_settings,
 )
+from tests.support.waiting import eventually
 
 BUCKET = "test-storage-service"
 KEY = re.compile(r"imagemesh/\d{4}-\d{2}-\d{2}/\d{13}/")
@@ -103,14 +103,6 @@ async def test_put_stream_with_a_wrong_size_writes_nothing(stub, s3: Minio) -> N
     assert bucket_keys(s3, BUCKET) == before
 
 
-async def _eventually(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:  # a bounded wait, not a speed check
-            raise TimeoutError(f"{what}: not after {timeout:.0f} s")
-        await asyncio.sleep(0.05)
-
-
 async def test_a_cancelled_put_stream_aborts_its_upload(stub, s3: Minio) -> None:
     before = bucket_keys(s3, BUCKET)
     hold = asyncio.Event()
@@ -125,15 +117,19 @@ async def test_a_cancelled_put_stream_aborts_its_upload(stub, s3: Minio) -> None
             yield storage_pb2.PutStreamRequest(chunk=os.urandom(MIB))
         await hold.wait()  # and the stream never ends
 
-    def uploads() -> int:
-        # The SDK lists multipart uploads in progress only through this helper.
-        return len(s3._list_multipart_uploads(BUCKET, prefix="cancelled/").uploads)
+    async def uploads() -> int:
+        # The SDK lists multipart uploads in progress only through this helper (blocking I/O).
+        listed = await asyncio.to_thread(s3._list_multipart_uploads, BUCKET, prefix="cancelled/")
+        return len(listed.uploads)
+
+    async def uploads_are(count: int) -> bool:
+        return await uploads() == count
 
     call = stub.PutStream(requests())
     try:
-        await _eventually(lambda: uploads() == 1, "the multipart upload")
+        await eventually(lambda: uploads_are(1), 20, "the multipart upload")
         call.cancel()
-        await _eventually(lambda: uploads() == 0, "the upload aborted")
+        await eventually(lambda: uploads_are(0), 20, "the upload aborted")
     finally:
         hold.set()
     assert bucket_keys(s3, BUCKET) == before

@@ -14,6 +14,7 @@ from services.common import requestid
 from services.common.errors import InvalidArgument
 from services.common.server import MeshServer
 from services.common.settings import ServerSettings
+from tests.support.waiting import eventually
 
 SERVICE = "test.Echo"
 
@@ -135,9 +136,12 @@ async def test_metrics_count_calls_by_code(server: MeshServer) -> None:
 async def test_stop_lets_an_in_flight_call_finish(server: MeshServer) -> None:
     async with grpc.aio.insecure_channel(server.address) as channel:
         call = channel.unary_unary(f"/{SERVICE}/Echo")(b"sleep0.5")
-        while not REGISTRY.get_sample_value(
-            "imagemesh_grpc_in_flight", {"method": f"/{SERVICE}/Echo"}
-        ):
-            await asyncio.sleep(0.01)  # poll until the server holds the call
+        await eventually(
+            lambda: REGISTRY.get_sample_value(
+                "imagemesh_grpc_in_flight", {"method": f"/{SERVICE}/Echo"}
+            ),
+            10,
+            "the server holding the call",
+        )
         await server.stop(grace=5)
         assert len(await call) == 32
