@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from imagemesh.v1 import tasks_pb2_grpc
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.common.logs import configure_logging
 from services.common.server import MeshServer
@@ -47,7 +48,15 @@ async def start(settings: TasksSettings, runner: Runner | None = None) -> Runnin
     """Listens and reports SERVING; `runner` replaces the real one (tests). Stop with close()."""
     backends = Backends(settings)
     objects = StorageObjects(backends.storage, settings.storage_deadline_seconds)
-    store = await TaskStore.open(settings.database_url)
+    try:
+        store = await TaskStore.open(settings.database_url)
+    except (OSError, SQLAlchemyError) as exc:
+        await backends.close()
+        # One line for the operator (the orchestrator restarts us with backoff), not a traceback.
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SystemExit(
+            f"tasks: cannot open the task database {redacted(settings.database_url)}: {reason}"
+        ) from None
     service = TaskService(
         settings,
         store,
