@@ -93,7 +93,7 @@ class ModelGenerator(Generic[Settings, S, J]):
     async def generate(self, spec: S) -> GenerationOutput:
         pipeline = self.ready()
         job = await self.prepare(spec)
-        return await self.runner.run(lambda step: pipeline.run(job, step), job.sampling)
+        return await self.runner.run(pipeline.batchable(job), job.sampling)
 
     async def generate_stream(
         self, spec: S
@@ -101,7 +101,7 @@ class ModelGenerator(Generic[Settings, S, J]):
         """Queue position, each step, the previews asked for, then the output."""
         pipeline = self.ready()
         job = await self.prepare(spec)
-        async for event in self.runner.stream(lambda step: pipeline.run(job, step), job.sampling):
+        async for event in self.runner.stream(pipeline.batchable(job), job.sampling):
             yield event
 
     async def close(self) -> None:

@@ -1,22 +1,28 @@
-"""One pipeline, many callers: a bounded queue in front of a single worker thread.
+"""One pipeline, many callers: a bounded queue in front of a single worker thread, which runs
+compatible waiting jobs together as one pipeline call.
 
 A model server owns one pipeline, and a diffusion pipeline is neither thread-safe nor faster when
-two calls share the device, so jobs run one at a time in a dedicated thread, off the event loop.
-Callers wait in a FIFO queue of bounded length; a caller that would make it longer gets
+two calls share the device, so calls run one at a time in a dedicated thread, off the event loop.
+But one call can carry several jobs: jobs whose `Batchable` keys match are taken together, in
+arrival order, up to `max_batch_images` images (`batching.py` says which and how; 1 turns it
+off), optionally after waiting `batch_wait_ms` for more to arrive. Callers wait in a FIFO queue
+of bounded length that counts waiting jobs only; a caller that would make it longer gets
 RESOURCE_EXHAUSTED at once ("queue full: N waiting"), never a hang.
 
 A caller that goes away (client cancel, deadline passed: gRPC cancels the handler task) is dropped
-from the queue; if its job is already running, the job's step function raises `JobCancelled` at
-the next denoising step, so the device is not spent on answers nobody reads, and the next caller
-starts. Both are logged with the caller's request id.
+from the queue; if its job is running, its step function raises `JobCancelled` at the next
+denoising step: alone, the call stops, so the device is not spent on answers nobody reads; in a
+batch, only its images are dropped. Both are logged with the caller's request id.
 
-A streaming job may also publish previews: at the steps a `PreviewPlan` names, the step callback
-hands `Job.step` a function that decodes the intermediate latents; it is called only when someone
-reads the stream (a plain call never pays for the decode).
+A streaming job gets its own progress events and may publish previews: at the steps its
+`PreviewPlan` names, the step callback hands `Job.step` a function that decodes its intermediate
+latents; it is called only when someone reads the stream (a plain call never pays for the decode).
 
-    queue = JobQueue("qwen_image", max_waiting=8)
-    job = queue.submit(lambda step: pipe(..., callback_on_step_end=...), total_steps=30)
+    queue = JobQueue("qwen_image", max_waiting=8, max_batch_images=4)
+    job = queue.submit(Batchable(item, call=pipeline_call, key=shape), total_steps=30)
     images = await queue.result(job)          # or: async for event in queue.events(job)
+
+A plain `work(step)` callable is submitted the same way and always runs alone.
 """
 
 from __future__ import annotations
@@ -26,34 +32,28 @@ import contextvars
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from prometheus_client import Counter, Gauge
-
 from services.common import requestid
 from services.common.errors import ResourceExhausted
+from services.modelserver import batching
+from services.modelserver.batching import Batchable, BatchStepFn, JobCancelled, Outcome
+from services.modelserver.metrics import BATCH_IMAGES, IMAGES, JOBS, QUEUE_DEPTH, STEPS, WAITING
 
 log = logging.getLogger("imagemesh.jobs")
 
 T = TypeVar("T")
-
-WAITING = Gauge("imagemesh_model_queue_waiting", "Jobs waiting for the pipeline", ["queue"])
-STEPS = Counter("imagemesh_model_steps", "Denoising steps run", ["queue"])
-JOBS = Counter("imagemesh_model_jobs", "Jobs by outcome", ["queue", "outcome"])
-
-
-class JobCancelled(Exception):
-    """Raised inside the pipeline (from the step callback) when the job's caller is gone."""
+__all__ = ["Job", "JobCancelled", "JobQueue", "Preview", "Progress", "StepFn", "StepHook"]
 
 
 @dataclass(frozen=True)
 class Progress:
     step: int  # denoising steps done (0 while queued or starting)
     total_steps: int
-    queue_position: int  # jobs ahead of this one; 0 = running now
+    queue_position: int  # calls ahead of this one; 0 = running now
 
 
 @dataclass(frozen=True)
@@ -75,19 +75,24 @@ StepHook = Callable[["Job[Any]", int], None]
 _DONE = object()
 
 
+def _alone(works: list[Callable[[StepFn], Any]], step: BatchStepFn) -> list[Any]:
+    """The call of a plain `work(step)` job: one job, its own step function."""
+
+    def own_step(index: int, preview: Callable[[], Preview] | None = None) -> None:
+        step(index, [preview])
+
+    return [works[0](own_step)]
+
+
 class Job(Generic[T]):
-    """One call's work: `work(step)` runs in the worker thread and calls `step(i)` after step i."""
+    """One caller's job: its part of a pipeline call, its progress, its result."""
 
     def __init__(
-        self,
-        queue: JobQueue,
-        work: Callable[[StepFn], T],
-        total_steps: int,
-        streaming: bool,
+        self, queue: JobQueue, work: Batchable[Any], total_steps: int, streaming: bool
     ) -> None:
         self._queue = queue
-        self._work = work
-        self._context = contextvars.copy_context()  # the request id follows the job
+        self.work = work
+        self.context = contextvars.copy_context()  # the request id follows the job
         self.request_id = requestid.get_request_id()
         self.total_steps = total_steps
         self.steps_done = 0
@@ -124,22 +129,26 @@ class Job(Generic[T]):
         call, and the job's context may be in use by the pipeline thread)."""
         log.info(message, *args, extra={"request_id": self.request_id})
 
-    def run(self) -> T:
-        """Runs the work in the worker thread, in the submitting call's context."""
-        if self.cancelled.is_set():
-            raise JobCancelled()
-        return self._context.run(self._work, self.step)
-
 
 class JobQueue:
-    """FIFO of at most `max_waiting` jobs in front of one worker thread."""
+    """FIFO of at most `max_waiting` jobs in front of one worker thread, which takes up to
+    `max_batch_images` images of compatible jobs per pipeline call."""
 
-    def __init__(self, name: str, max_waiting: int, step_hook: StepHook | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        max_waiting: int,
+        step_hook: StepHook | None = None,
+        max_batch_images: int = 1,
+        batch_wait_ms: float = 0.0,
+    ) -> None:
         self.name = name
         self.max_waiting = max_waiting
         self.step_hook = step_hook  # tests observe (or hold) steps through it
+        self.max_batch_images = max(1, max_batch_images)
+        self.batch_wait = batch_wait_ms / 1000
         self._waiting: deque[Job[Any]] = deque()
-        self._running: Job[Any] | None = None
+        self._running: list[Job[Any]] = []
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pipeline")
         self._worker: asyncio.Task[None] | None = None
@@ -150,31 +159,41 @@ class JobQueue:
         return len(self._waiting)
 
     @property
-    def running(self) -> Job[Any] | None:
-        return self._running
+    def running(self) -> list[Job[Any]]:
+        """The jobs of the call under way (empty when idle)."""
+        return list(self._running)
 
     def submit(
-        self, work: Callable[[StepFn], T], total_steps: int, streaming: bool = False
+        self,
+        work: Batchable[Any] | Callable[[StepFn], T],
+        total_steps: int,
+        streaming: bool = False,
     ) -> Job[T]:
         """Queues a job, or raises `ResourceExhausted` when `max_waiting` jobs already wait."""
         self.loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done():
             self._worker = self.loop.create_task(self._work(), name=f"{self.name}-worker")
-        busy = self._running is not None or bool(self._waiting)
+        busy = bool(self._running) or bool(self._waiting)
         if busy and len(self._waiting) >= self.max_waiting:
             JOBS.labels(self.name, "rejected").inc()
             raise ResourceExhausted(
                 f"queue full: {len(self._waiting)} waiting; retry later (with backoff)"
             )
+        if not isinstance(work, Batchable):
+            work = Batchable(item=work, call=_alone)
         job: Job[T] = Job(self, work, total_steps, streaming)
         job.post(Progress(0, total_steps, self._position(len(self._waiting))))
         self._waiting.append(job)
-        WAITING.labels(self.name).set(len(self._waiting))
+        self._depth()
         self._wake.set()
         return job
 
     def _position(self, index: int) -> int:
-        return index + (1 if self._running is not None else 0)
+        return index + (1 if self._running else 0)
+
+    def _depth(self) -> None:
+        WAITING.labels(self.name).set(len(self._waiting))
+        QUEUE_DEPTH.labels(self.name).set(len(self._waiting))
 
     def cancel(self, job: Job[Any]) -> None:
         """The caller is gone: drop the job if it waits, stop it at its next step if it runs."""
@@ -183,11 +202,11 @@ class JobQueue:
         job.cancelled.set()
         if job in self._waiting:
             self._waiting.remove(job)
-            WAITING.labels(self.name).set(len(self._waiting))
+            self._depth()
             JOBS.labels(self.name, "dropped").inc()
             job.log("dropped a waiting job: its caller is gone")
             self._announce_positions()
-        elif job is self._running:
+        elif job in self._running:
             job.log("stopping the running job at its next step: its caller is gone")
 
     async def result(self, job: Job[T]) -> T:
@@ -217,42 +236,78 @@ class JobQueue:
         for index, waiting in enumerate(self._waiting):
             waiting.post(Progress(0, waiting.total_steps, self._position(index)))
 
+    async def _gather(self) -> None:
+        """With a batch window: waits up to `batch_wait_ms` for compatible jobs to fill the
+        oldest job's call (returns at once when it is full, or cannot grow)."""
+        if self.batch_wait <= 0 or self.max_batch_images <= 1:
+            return
+        deadline = self.loop.time() + self.batch_wait
+        while self._waiting and self._waiting[0].work.key is not None:
+            images = sum(
+                job.work.images for job in batching.plan(self._waiting, self.max_batch_images)
+            )
+            remaining = deadline - self.loop.time()
+            if images >= self.max_batch_images or remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _observe_call(self, images: int) -> None:
+        BATCH_IMAGES.labels(self.name).observe(images)
+
     async def _work(self) -> None:
         while True:
             while not self._waiting:
                 self._wake.clear()
                 await self._wake.wait()
-            job = self._waiting.popleft()
-            WAITING.labels(self.name).set(len(self._waiting))
-            if job.cancelled.is_set():
+            await self._gather()
+            batch = batching.take(self._waiting, self.max_batch_images)
+            self._depth()
+            if not batch:
                 continue
-            self._running = job
-            job.post(Progress(0, job.total_steps, 0))
+            self._running = batch
+            for job in batch:
+                job.post(Progress(0, job.total_steps, 0))
             self._announce_positions()
             try:
-                result = await asyncio.shield(self.loop.run_in_executor(self._executor, job.run))
-            except JobCancelled:
+                outcomes = await asyncio.shield(
+                    self.loop.run_in_executor(
+                        self._executor, batching.execute, batch, self._observe_call
+                    )
+                )
+            except asyncio.CancelledError:
+                for job in batch:
+                    job.cancelled.set()  # the worker itself is stopping: so do the jobs
+                raise
+            except Exception as exc:  # noqa: BLE001 - a fault of the queue itself fails its jobs
+                outcomes = [Outcome(error=exc)] * len(batch)
+            finally:
+                self._running = []
+            self._finish(batch, outcomes)
+
+    def _finish(self, batch: Sequence[Job[Any]], outcomes: Sequence[Outcome]) -> None:
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if outcome.cancelled:
                 JOBS.labels(self.name, "cancelled").inc()
                 job.log("job stopped after %d of %d steps", job.steps_done, job.total_steps)
                 _settle(job, exc=asyncio.CancelledError())
-            except asyncio.CancelledError:
-                job.cancelled.set()  # the worker itself is stopping: so does the job
-                raise
-            except Exception as exc:
+            elif outcome.error is not None:
                 JOBS.labels(self.name, "failed").inc()
-                _settle(job, exc=exc)
+                _settle(job, exc=outcome.error)
             else:
                 JOBS.labels(self.name, "done").inc()
-                _settle(job, result=result)
-            finally:
-                self._running = None
+                IMAGES.labels(self.name).inc(job.work.images)
+                _settle(job, result=outcome.result)
 
     async def close(self) -> None:
-        """Cancels every job and stops the worker (the running job stops at its next step)."""
+        """Cancels every job and stops the worker (the running call stops at its next step)."""
         for job in list(self._waiting):
             self.cancel(job)
-        if self._running is not None:
-            self._running.cancelled.set()
+        for job in self._running:
+            job.cancelled.set()
         if self._worker is not None:
             self._worker.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,8 +1,10 @@
-"""The pipeline half both model servers share: load the diffusers pipeline the settings name, seed
-one generator per image, run a job with its step callback, hand back PIL images.
+"""The pipeline half both model servers share: load the diffusers pipeline the settings name,
+seed one generator per image, run a call of one or more jobs with its step callback, hand each
+job its PIL images.
 
-A server's subclass names the diffusers classes it runs and adds what its `pipe(...)` call takes
-beyond the sampling arguments (the edit server: the input images).
+A server's subclass names the diffusers classes it runs, what its `pipe(...)` call takes beyond
+the sampling arguments (the edit server: the input images), and whether jobs can share a call
+(`batch_key`; None runs every job alone).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import torch
 
-from services.modelserver.jobs import StepFn
+from services.modelserver.batching import Batchable, BatchStepFn
 from services.modelserver.limits import Sampling, guidance_arguments
 from services.modelserver.loader import LoadedPipeline, load_pipeline
-from services.modelserver.previews import job_callback
+from services.modelserver.previews import batch_callback
 from services.modelserver.settings import ModelServerSettings
 
 
@@ -26,6 +28,22 @@ class PipelineJob:
     sampling: Sampling
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """What every job of one pipeline call must share. The scheduler's settings are the loaded
+    pipeline's (no request changes them), so the class stands for them; `adapters` is the LoRA
+    set, once there is one."""
+
+    pipeline_class: str
+    width: int
+    height: int
+    steps: int
+    guidance: tuple[tuple[str, float], ...]  # true_cfg_scale / guidance_scale as passed
+    negative_prompt: bool  # true CFG runs only with one
+    input_images: int = 0
+    adapters: tuple[str, ...] = ()
 
 
 J = TypeVar("J", bound=PipelineJob)
@@ -50,11 +68,19 @@ class ModelPipeline(Generic[J]):
         )
         return cls(loaded, settings)
 
+    def generators(self, sampling: Sampling) -> list[torch.Generator]:
+        """Image i of a job gets its own generator seeded `seed + i`, so any image of a call
+        can be made again alone, in any batch."""
+        device = self.loaded.device
+        return [
+            torch.Generator(device).manual_seed(sampling.seed + i)
+            for i in range(sampling.num_images)
+        ]
+
     def sampling_arguments(self, job: J) -> dict[str, Any]:
-        """The `pipe(...)` arguments every Qwen pipeline takes. Image i gets its own generator
-        seeded `seed + i`, so any image of a call can be made again alone."""
+        """The `pipe(...)` arguments every Qwen pipeline takes, for one job."""
         sampling = job.sampling
-        kwargs: dict[str, Any] = {
+        return {
             "prompt": sampling.prompt,
             "negative_prompt": sampling.negative_prompt,
             "width": job.width,
@@ -62,25 +88,55 @@ class ModelPipeline(Generic[J]):
             "num_inference_steps": sampling.steps,
             "num_images_per_prompt": sampling.num_images,
             "generator": self.generators(sampling),
+            **guidance_arguments(sampling),
         }
-        kwargs.update(guidance_arguments(sampling))
-        return kwargs
 
-    def generators(self, sampling: Sampling) -> list[torch.Generator]:
-        device = self.loaded.device
-        return [
-            torch.Generator(device).manual_seed(sampling.seed + i)
-            for i in range(sampling.num_images)
-        ]
+    def batch_key(self, job: J) -> BatchKey | None:
+        """The key of the calls `job` can share, or None when it runs alone."""
+        return None
+
+    def shared_key(self, job: J, input_images: int = 0) -> BatchKey:
+        sampling = job.sampling
+        return BatchKey(
+            pipeline_class=self.loaded.class_name,
+            width=job.width,
+            height=job.height,
+            steps=sampling.steps,
+            guidance=tuple(sorted(guidance_arguments(sampling).items())),
+            negative_prompt=sampling.negative_prompt is not None,
+            input_images=input_images,
+        )
 
     def arguments(self, job: J) -> dict[str, Any]:
-        """The `pipe(...)` keyword arguments for a job (the benchmarks call the pipeline with
-        these too)."""
+        """The `pipe(...)` keyword arguments for a job alone (the benchmarks call the pipeline
+        with these too)."""
+        return self.call_arguments([job])
+
+    def call_arguments(self, jobs: list[J]) -> dict[str, Any]:
+        """The `pipe(...)` keyword arguments for one call of `jobs` (one unless `batch_key`
+        lets them share)."""
+        (job,) = jobs
         return self.sampling_arguments(job)
 
-    def run(self, job: J, step: StepFn) -> list[Any]:
-        """Runs the pipeline (blocking) and returns PIL images; `step(i)` after each step may
-        raise to stop it, and gets the previews `sampling.partial_images` asks for."""
-        callback = job_callback(step, job.sampling, job.width, job.height)
-        result = self.loaded.pipe(**self.arguments(job), callback_on_step_end=callback)
-        return list(result.images)
+    def batchable(self, job: J) -> Batchable[J]:
+        """The job as the queue takes it."""
+        n = job.sampling.num_images
+        return Batchable(
+            item=job,
+            call=self.call,
+            key=self.batch_key(job),
+            images=n,
+            describe=f"{job.width}x{job.height}, {job.sampling.steps} steps, {n} image(s)",
+        )
+
+    def call(self, jobs: list[J], step: BatchStepFn) -> list[list[Any]]:
+        """Runs the pipeline once for `jobs` (blocking) and returns each job's PIL images;
+        `step` after each step may raise to stop it, and gets each job's previews."""
+        callback = batch_callback(step, jobs)
+        result = self.loaded.pipe(**self.call_arguments(jobs), callback_on_step_end=callback)
+        images = list(result.images)
+        split, start = [], 0
+        for job in jobs:
+            split.append(images[start : start + job.sampling.num_images])
+            start += job.sampling.num_images
+        return split

@@ -2,21 +2,35 @@
 
 A client that asks for `partial_images` (0..3) gets that many previews at evenly spaced steps
 before the last one (the last step's picture is the result itself), so a job of N steps has at
-most N - 1 of them. A preview is the first image of the batch, decoded the way the Qwen pipelines
-decode their final latents: unpack the 2x2-packed sequence, undo the VAE's latent normalisation,
-decode, post-process to PIL. It runs in the pipeline thread between two steps and costs one VAE
-decode of one image.
+most N - 1 of them. A preview is the job's first image (in a batch: its own first image),
+decoded the way the Qwen pipelines decode their final latents: unpack the 2x2-packed sequence,
+undo the VAE's latent normalisation, decode, post-process to PIL. It runs in the pipeline thread
+between two steps and costs one VAE decode of one image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import torch
 
-from services.modelserver.jobs import Preview, StepFn
+from services.modelserver.batching import BatchStepFn, PreviewFn
+from services.modelserver.jobs import Preview
 from services.modelserver.limits import Sampling
+
+
+class PreviewSource(Protocol):
+    """What a preview needs of a job: how many previews, of which size, among how many images."""
+
+    @property
+    def sampling(self) -> Sampling: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
 
 
 def preview_steps(total_steps: int, count: int) -> tuple[int, ...]:
@@ -45,13 +59,6 @@ class PreviewPlan:
         return cls(total_steps, count, width, height) if count > 0 else None
 
 
-def job_callback(step: StepFn, sampling: Sampling, width: int, height: int) -> Any:
-    """The `callback_on_step_end` for one job: steps reported to `step`, with the previews its
-    `partial_images` asks for."""
-    plan = PreviewPlan.for_job(sampling.steps, sampling.partial_images, width, height)
-    return step_callback(step, plan)
-
-
 def decode_latents(pipe: Any, packed: torch.Tensor, size: PreviewPlan) -> list[Any]:
     """Packed latents (batch, patches, channels x 4) -> PIL images, as the pipeline's own last
     lines do (`QwenImagePipeline.__call__` after the denoising loop)."""
@@ -66,25 +73,42 @@ def decode_latents(pipe: Any, packed: torch.Tensor, size: PreviewPlan) -> list[A
     return list(pipe.image_processor.postprocess(image, output_type="pil"))
 
 
-def step_callback(
-    step: StepFn, previews: PreviewPlan | None = None
+def batch_callback(
+    step: BatchStepFn, jobs: Sequence[PreviewSource]
 ) -> Callable[..., dict[str, Any]]:
-    """A diffusers `callback_on_step_end` that reports step i + 1 to `step`, with a preview of
-    the latents at the steps `previews` names.
+    """A diffusers `callback_on_step_end` for one call of `jobs` (their images in that order)
+    that reports step i + 1 to `step`, with each job's preview (of its first image) at the steps
+    its `partial_images` asks for.
 
-    An exception raised by `step` (`JobCancelled`) propagates out of the pipeline call: the
-    run stops before the next step, nothing more is decoded.
+    An exception raised by `step` (`JobCancelled`, once every job is gone) propagates out of the
+    pipeline call: the run stops before the next step, nothing more is decoded.
     """
+    plans, offsets, offset = [], [], 0
+    for job in jobs:
+        plans.append(
+            PreviewPlan.for_job(
+                job.sampling.steps, job.sampling.partial_images, job.width, job.height
+            )
+        )
+        offsets.append(offset)
+        offset += job.sampling.num_images
 
     def on_step_end(
         pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]
     ) -> dict[str, Any]:
         done = index + 1
-        if previews is not None and done in previews.steps:
-            latents = tensors["latents"]
-            step(done, lambda: previews.preview(pipe, latents, done))
-        else:
-            step(done)
+        latents = tensors["latents"]
+        previews: list[PreviewFn | None] = [
+            _preview(plan, pipe, latents[at : at + 1], done)
+            if plan is not None and done in plan.steps
+            else None
+            for plan, at in zip(plans, offsets, strict=True)
+        ]
+        step(done, previews)
         return {}
 
     return on_step_end
+
+
+def _preview(plan: PreviewPlan, pipe: Any, latents: torch.Tensor, step: int) -> PreviewFn:
+    return lambda: plan.preview(pipe, latents, step)

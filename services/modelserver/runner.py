@@ -1,28 +1,30 @@
 """Runs one model server's pipeline calls through its job queue and encodes what they make.
 
 `Runner` is what a model server's generator hands its pipeline work to: it queues the work
-(bounded, one at a time), times the pipeline run, and encodes the images in a separate thread, so
-the pipeline is free for the next caller while the last one's PNGs are written. Previews of a
-stream are encoded the same way, always as PNG.
+(bounded; compatible jobs batched into one call, up to `max_batch_images`), times the pipeline
+call, and encodes each job's images in a separate thread, so the pipeline is free for the next
+call while the last one's PNGs are written. Previews of a stream are encoded the same way, always
+as PNG.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from services.common.errors import ResourceExhausted
+from services.modelserver.batching import Batchable, BatchStepFn
 from services.modelserver.images import EncodedImage, encode_image
-from services.modelserver.jobs import JobQueue, Preview, Progress, StepFn, StepHook
+from services.modelserver.jobs import Job, JobQueue, Preview, Progress, StepHook
 from services.modelserver.limits import Sampling
+from services.modelserver.loader import choose_device
 from services.modelserver.settings import ModelServerSettings
 
-Work = Callable[[StepFn], list[Any]]  # runs the pipeline, returns PIL images
+Work = Batchable[Any]  # a job's part of a pipeline call; the call returns PIL images per job
+Timed = tuple[list[Any], float]  # a job's images, seconds of its call
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,17 @@ class Runner:
     def __init__(
         self, name: str, settings: ModelServerSettings, step_hook: StepHook | None = None
     ) -> None:
-        self.queue = JobQueue(name, settings.max_queue, step_hook)
+        self.queue = JobQueue(
+            name,
+            settings.max_queue,
+            step_hook,
+            max_batch_images=batch_images(settings),
+            batch_wait_ms=settings.batch_wait_ms,
+        )
         self.model = settings.model_name or settings.location
 
     async def run(self, work: Work, sampling: Sampling) -> GenerationOutput:
-        job = self.queue.submit(_timed(work), sampling.steps)
+        job: Job[Timed] = self.queue.submit(_timed(work), sampling.steps)
         images, elapsed = await self.queue.result(job)
         return await self._encode(images, elapsed, sampling)
 
@@ -59,7 +67,7 @@ class Runner:
         self, work: Work, sampling: Sampling
     ) -> AsyncIterator[Progress | PartialOutput | GenerationOutput]:
         """Queue position, each step, the previews asked for, then the output."""
-        job = self.queue.submit(_timed(work), sampling.steps, streaming=True)
+        job: Job[Timed] = self.queue.submit(_timed(work), sampling.steps, streaming=True)
         async for event in self.queue.events(job):
             if isinstance(event, Progress):
                 yield event
@@ -86,18 +94,22 @@ class Runner:
         await self.queue.close()
 
 
-def _timed(work: Work) -> Callable[[StepFn], tuple[list[Any], float]]:
-    def run(step: StepFn) -> tuple[list[Any], float]:
-        started = time.perf_counter()
-        try:
-            images = work(step)
-        except torch.OutOfMemoryError as exc:
-            # The request is too big for the device now; the server itself is fine.
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise ResourceExhausted(
-                "out of device memory for this request; ask for fewer images or a smaller size"
-            ) from exc
-        return images, time.perf_counter() - started
+def batch_images(settings: ModelServerSettings) -> int:
+    """`max_batch_images`, or its default for the device: 8 on CUDA, 4 on CPU."""
+    if settings.max_batch_images:
+        return settings.max_batch_images
+    device, _ = choose_device(settings.device or None)
+    return 8 if device.startswith("cuda") else 4
 
-    return run
+
+def _timed(work: Work) -> Work:
+    """The work with its call timed: each job's result is (images, seconds of the call)."""
+    call = work.call
+
+    def timed(items: list[Any], step: BatchStepFn) -> list[Timed]:
+        started = time.perf_counter()
+        results = call(items, step)
+        elapsed = time.perf_counter() - started
+        return [(images, elapsed) for images in results]
+
+    return dataclasses.replace(work, call=timed)

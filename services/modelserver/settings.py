@@ -29,8 +29,14 @@ class ModelServerSettings(ServerSettings):
     pipeline_class: str = ""
     # "cuda", "cuda:1", "cpu"; empty: CUDA when present, else CPU (bf16 on CUDA, fp32 on CPU).
     device: str = ""
-    # Calls waiting behind the running one; one more gets RESOURCE_EXHAUSTED at once.
+    # Jobs waiting (not those in the running call); one more gets RESOURCE_EXHAUSTED at once.
     max_queue: int = Field(default=8, ge=0)
+    # Images one pipeline call may carry when compatible waiting jobs run together; 0: 8 on
+    # CUDA, 4 on CPU; 1 turns batching off (a job's own n images always share its call).
+    max_batch_images: int = Field(default=0, ge=0)
+    # How long the worker waits for compatible jobs to fill a call before starting it; 0: it
+    # takes what waits now.
+    batch_wait_ms: float = Field(default=0.0, ge=0)
     # Request limits. Sizes must be multiples of 16 (VAE factor 8 x 2x2 latent packing).
     min_size: int = Field(default=64, ge=16)
     max_size: int = Field(default=2048, ge=16)

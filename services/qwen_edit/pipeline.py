@@ -2,6 +2,12 @@
 
 `QwenImageEditPipeline` takes one input image, `QwenImageEditPlusPipeline` several; which one is
 loaded comes from the checkpoint's `model_index.json` or the `pipeline_class` setting.
+
+Edits run one job per call (`batch_key` stays None): in diffusers 0.42.1
+`QwenImageEditPlusPipeline` refuses more than one prompt per call, and `QwenImageEditPipeline`
+takes one input image for every prompt of a call (its processor then wants one image per
+prompt), so two requests with their own input images cannot share a call. A job's `n` images
+still come from one call.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ class EditPipeline(ModelPipeline[EditJob]):
         super().__init__(loaded, settings)
         self.max_input_images = 1 if loaded.class_name == EDIT else settings.max_input_images
 
-    def arguments(self, job: EditJob) -> dict[str, Any]:
+    def call_arguments(self, jobs: list[EditJob]) -> dict[str, Any]:
+        (job,) = jobs
         images = list(job.images)
         return {
             "image": images if self.loaded.class_name == EDIT_PLUS else images[0],
