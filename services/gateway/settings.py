@@ -6,7 +6,6 @@ port. `__main__` builds one `GatewaySettings` and passes it down; tests build th
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.common.fetch import AllowNetworks
 from services.common.settings import MIB
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
@@ -33,7 +33,6 @@ def _split(value: object) -> object:
 
 
 CsvList = Annotated[list[str], NoDecode]
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class GatewaySettings(BaseSettings):
@@ -75,8 +74,9 @@ class GatewaySettings(BaseSettings):
     fetch_timeout_seconds: float = Field(default=15.0, gt=0)
     fetch_max_redirects: int = Field(default=5, ge=0)
     # Image URLs that resolve to loopback, private, link-local or reserved addresses are refused
-    # (the storage service's Fetch rules) unless in one of these networks, e.g. 127.0.0.0/8.
-    fetch_allow_networks: Annotated[list[IPNetwork], NoDecode] = []
+    # (the mesh's one fetcher, services/common/fetch) unless in one of these networks, e.g.
+    # 127.0.0.0/8.
+    fetch_allow_networks: AllowNetworks = []
     # Links that point into our own bucket (the part before the object key): read via Storage.Get.
     storage_link_prefixes: CsvList = Field(
         default_factory=lambda: ["http://127.0.0.1:9000/imagemesh/"]
@@ -102,7 +102,6 @@ class GatewaySettings(BaseSettings):
     log_level: str = "INFO"
 
     _split_lists = field_validator(
-        "fetch_allow_networks",
         "storage_link_prefixes",
         "api_keys",
         "open_paths",
