@@ -29,6 +29,7 @@ from services.gateway.tasks.router import router
 from services.tasks.records import TaskImage, TaskOutput, TaskRecord
 from services.tasks.service import RunningTasks, start
 from services.tasks.settings import TasksSettings
+from tests.support.waiting import eventually
 
 UNKNOWN_ID = "0b5d4b7e-5f58-4a57-9b5e-3f2c39b0e6a1"
 
@@ -105,12 +106,17 @@ async def client(service: RunningTasks) -> AsyncIterator[httpx.AsyncClient]:
 async def poll(
     client: httpx.AsyncClient, path: str, done: Any, headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    for _ in range(500):
-        body = (await client.get(path, headers=headers)).json()
-        if done(body):
-            return body  # type: ignore[no-any-return]
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"{path} never finished: {body}")
+    seen: list[dict[str, Any]] = [{}]
+
+    async def finished() -> bool:
+        seen[0] = (await client.get(path, headers=headers)).json()
+        return bool(done(seen[0]))
+
+    try:
+        await eventually(finished, 30, f"{path} finished")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}: {seen[0]}") from None
+    return seen[0]
 
 
 async def test_seed_create_then_status_then_result(client: httpx.AsyncClient) -> None:

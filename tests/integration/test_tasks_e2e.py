@@ -140,14 +140,17 @@ def gateway(
 def poll(
     client: httpx.Client, path: str, done: Callable[[dict[str, Any]], bool], timeout: float = 90
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get(path).json()
-        if done(body):
-            return body  # type: ignore[no-any-return]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path}: {body}")
-        time.sleep(0.1)
+    seen: list[dict[str, Any]] = [{}]
+
+    def finished() -> bool:
+        seen[0] = client.get(path).json()
+        return done(seen[0])
+
+    try:
+        wait_until(finished, timeout, path, poll=0.1)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}: {seen[0]}") from None
+    return seen[0]
 
 
 def completed(body: dict[str, Any]) -> bool:

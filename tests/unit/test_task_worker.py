@@ -13,6 +13,7 @@ from services.tasks.records import Status, TaskOutput, TaskRecord
 from services.tasks.store import TaskStore
 from services.tasks.worker import TaskWorker
 from tests.support.tasks import RecordingRunner, database_url, new_task, wait_for_status
+from tests.support.waiting import eventually
 
 __all__ = ["database_url"]
 
@@ -84,8 +85,7 @@ async def test_cancel_stops_a_task_running_in_this_process_at_once(store: TaskSt
         await store.cancel(task.id, 3600)
         assert w.cancel_local(task.id)
         await wait_for_status(store, task.id, Status.CANCELED)
-        while task.id in w.running:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: task.id not in w.running, 10, "the worker letting go of the task")
     finally:
         await w.stop()
     assert runner.cancelled == [task.id]
@@ -103,8 +103,7 @@ async def test_a_cancel_made_by_another_replica_stops_the_run_at_its_next_heartb
         w.wake()
         await asyncio.wait_for(runner.started.get(), 10)
         await store.cancel(task.id, 3600)  # what the other replica's cancel route does
-        while task.id not in runner.cancelled:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: task.id in runner.cancelled, 10, "the run cancelled")
     finally:
         await w.stop()
     assert (await store.get(task.id)).status == Status.CANCELED  # type: ignore[union-attr]
@@ -126,8 +125,7 @@ async def test_images_of_a_task_canceled_while_it_finished_are_deleted(store: Ta
         await asyncio.wait_for(runner.started.get(), 10)
         await store.cancel(task.id, 3600)  # canceled elsewhere; the run is about to finish
         gate.set()
-        while not discarded:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: discarded, 10, "the canceled task's images discarded")
     finally:
         await w.stop()
     assert discarded == [f"t/{task.id}/0.png"]
