@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from services.common import requestid
 from services.common.errors import ResourceExhausted
@@ -163,12 +163,22 @@ class JobQueue:
         """The jobs of the call under way (empty when idle)."""
         return list(self._running)
 
+    @overload
+    def submit(
+        self, work: Batchable[Any], total_steps: int, streaming: bool = False
+    ) -> Job[Any]: ...
+
+    @overload
+    def submit(
+        self, work: Callable[[StepFn], T], total_steps: int, streaming: bool = False
+    ) -> Job[T]: ...
+
     def submit(
         self,
         work: Batchable[Any] | Callable[[StepFn], T],
         total_steps: int,
         streaming: bool = False,
-    ) -> Job[T]:
+    ) -> Job[Any]:
         """Queues a job, or raises `ResourceExhausted` when `max_waiting` jobs already wait."""
         self.loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done():
@@ -181,7 +191,7 @@ class JobQueue:
             )
         if not isinstance(work, Batchable):
             work = Batchable(item=work, call=_alone)
-        job: Job[T] = Job(self, work, total_steps, streaming)
+        job: Job[Any] = Job(self, work, total_steps, streaming)
         job.post(Progress(0, total_steps, self._position(len(self._waiting))))
         self._waiting.append(job)
         self._depth()
