@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -18,6 +18,7 @@ from services.qwen_image.service import start
 from services.qwen_image.settings import QwenImageSettings
 from tests.support.step_gate import StepGate
 from tests.support.tiny_models import TINY_IMAGE_DIR, ensure_tiny_models
+from tests.support.waiting import eventually
 
 MAX_QUEUE = 1
 
@@ -59,15 +60,6 @@ def decoded(image: common_pb2.Image) -> Image.Image:
     picture = Image.open(io.BytesIO(image.data))
     assert picture.format == "PNG" and image.mime_type == "image/png"
     return picture
-
-
-async def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Waits (bounded) for server state the test cannot await directly."""
-    for _ in range(3000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_health_says_serving(server: ModelService) -> None:
@@ -141,7 +133,7 @@ async def test_a_full_queue_answers_resource_exhausted_at_once(stub, server, gat
     running = asyncio.ensure_future(stub.Generate(request(seed=1)))
     await gate.wait_held()
     waiting = asyncio.ensure_future(stub.Generate(request(seed=2)))
-    await wait_for(lambda: queue.waiting == MAX_QUEUE, "the second call to queue")
+    await eventually(lambda: queue.waiting == MAX_QUEUE, 30, "the second call to queue")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Generate(request(seed=3))
     gate.release()
@@ -175,11 +167,11 @@ async def test_a_call_whose_deadline_passes_in_the_queue_is_dropped(stub, server
     running = asyncio.ensure_future(stub.Generate(request(seed=1)))
     held = await gate.wait_held()
     expiring = stub.Generate(request(seed=2), timeout=1.5)
-    await wait_for(lambda: queue.waiting == 1, "the call with a deadline to queue")
+    await eventually(lambda: queue.waiting == 1, 30, "the call with a deadline to queue")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await expiring
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    await wait_for(lambda: queue.waiting == 0, "the expired call to leave the queue")
+    await eventually(lambda: queue.waiting == 0, 30, "the expired call to leave the queue")
     gate.release()
     await running
     probe = await stub.Generate(request(seed=3))
