@@ -125,15 +125,19 @@ class TaskService:
         task = await self.get(task_id, owner)
         yield task
         seen = (task.status, task.attempts)
-        while not task.finished:
-            event = self._finished.setdefault(task.id, asyncio.Event())
-            # Another replica may run it: look again at the poll interval even without news.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), self.settings.poll_seconds)
-            task = await self.get(task_id, owner)
-            if (task.status, task.attempts) != seen:
-                seen = (task.status, task.attempts)
-                yield task
+        try:
+            while not task.finished:
+                event = self._finished.setdefault(task.id, asyncio.Event())
+                # Another replica may run it: look again at the poll interval even without news.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), self.settings.poll_seconds)
+                task = await self.get(task_id, owner)
+                if (task.status, task.attempts) != seen:
+                    seen = (task.status, task.attempts)
+                    yield task
+        finally:
+            # Finished in another replica, or the watcher left: no event is kept for it.
+            self._finished.pop(task.id, None)
 
     def _notify(self, task_id: str) -> None:
         event = self._finished.pop(task_id, None)

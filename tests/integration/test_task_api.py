@@ -403,3 +403,40 @@ async def test_with_api_keys_configured_a_missing_key_is_refused(service: Runnin
         )
         assert ok.status_code == 200
     await app.state.backends.close()
+
+
+async def test_is_async_false_survives_a_tasks_replica_going_away(tmp_path: Path) -> None:
+    """The wait follows the task across replicas: the one running it stops (the task goes back
+    to the queue), another on the same database runs it, and the client gets the result."""
+    settings = TasksSettings(
+        listen="127.0.0.1:0",
+        metrics_listen="",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'tasks.db'}",
+        workers=1,
+        poll_seconds=0.05,
+        worker_grace_seconds=0,
+    )
+    held = Runner()
+    held.gate = asyncio.Event()  # never opened: this replica never finishes the task
+    first = await start(settings, runner=held)
+    app = build(first)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        answer = asyncio.create_task(
+            client.post(
+                "/api/v1/tasks/",
+                json={"model": "qwen-image", "parameters": {"prompt": "x"}, "is_async": False},
+            )
+        )
+        task_id = await asyncio.wait_for(held.started.get(), 10)
+        await first.close(0)
+        second = await start(settings.model_copy(update={"listen": first.address}), Runner())
+        try:
+            done = await asyncio.wait_for(answer, 30)
+        finally:
+            await second.close(0)
+    await app.state.backends.close()
+    assert done.status_code == 200, done.text
+    results = done.json()["results"]
+    assert results["task_id"] == task_id and results["status"] == "completed"
+    assert len(results["result"]["images"]) == 1

@@ -7,6 +7,7 @@ as the gateway's one error table makes them (`errors.from_rpc_error`).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import grpc
@@ -20,6 +21,9 @@ from services.gateway.tasks.prepare import TaskPreparer, TaskRequest
 from services.gateway.tasks.view import Task
 
 WHAT = "the task service"
+# A watch that ends like this after it has shown the task is followed again, not failed.
+_CUT_SHORT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+_REWATCH_SECONDS = 0.2
 
 
 def _task_id(value: str) -> str:
@@ -66,23 +70,41 @@ class TasksClient:
             tasks_pb2.CancelTaskRequest(task_id=_task_id(task_id), owner=owner_of(api_key)),
         )
 
-    async def wait(self, task_id: str, api_key: str | None, timeout: float | None = None) -> Task:
-        """The task once finished, or as it is after `timeout` seconds (default: the sync wait)."""
-        timeout = self._settings.task_sync_wait_seconds if timeout is None else timeout
-        request = tasks_pb2.WatchTaskRequest(task_id=_task_id(task_id), owner=owner_of(api_key))
-        call = self._backends.tasks.WatchTask(
-            request, timeout=timeout, metadata=requestid.outgoing_metadata()
+    async def wait(
+        self,
+        task_id: str,
+        api_key: str | None,
+        timeout: float | None = None,
+        seen: Task | None = None,
+    ) -> Task:
+        """The task once finished, or as it is after `timeout` seconds (default: the sync wait).
+
+        Follows the tasks service's WatchTask stream. Once the task is known to exist (`seen`,
+        e.g. just created, or shown by the stream), a stream cut short (a replica shutting down,
+        a dropped connection) is opened again, on another replica, until the time is up.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (
+            self._settings.task_sync_wait_seconds if timeout is None else timeout
         )
-        last: Task | None = None
-        try:
-            async for event in call:
-                last = Task.from_message(event.task)
-                if last.finished:
-                    return last
-        except grpc.aio.AioRpcError as exc:
-            # The wait's own deadline is not an error: the caller answers the task as it is.
-            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED or last is None:
-                raise from_rpc_error(exc, WHAT, self._settings.retry_after_seconds) from None
-        finally:
-            call.cancel()
+        request = tasks_pb2.WatchTaskRequest(task_id=_task_id(task_id), owner=owner_of(api_key))
+        last = seen
+        while (remaining := deadline - loop.time()) > 0:
+            call = self._backends.tasks.WatchTask(
+                request, timeout=remaining, metadata=requestid.outgoing_metadata()
+            )
+            try:
+                async for event in call:
+                    last = Task.from_message(event.task)
+                    if last.finished:
+                        return last
+            except grpc.aio.AioRpcError as exc:
+                # The wait's own deadline is not an error: the caller answers the task as it is.
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and last is not None:
+                    break
+                if exc.code() not in _CUT_SHORT or last is None:
+                    raise from_rpc_error(exc, WHAT, self._settings.retry_after_seconds) from None
+            finally:
+                call.cancel()
+            await asyncio.sleep(min(_REWATCH_SECONDS, max(0.0, deadline - loop.time())))
         return last if last is not None else await self.get(task_id, api_key)

@@ -75,7 +75,7 @@ async def create_task(request: Request) -> JSONResponse:
     )
     if body.is_async:
         return JSONResponse(protocol.envelope(rid, protocol.seed_status(task)))
-    task = await service.wait(task.id, key)
+    task = await service.wait(task.id, key, seen=task)
     if not task.finished:
         # Still running after the wait cap: the client polls like an async one.
         return JSONResponse(
