@@ -246,3 +246,18 @@ async def test_a_deferred_task_waits_before_it_can_be_claimed_again(
     clock.advance(5)
     again = await store.claim("w2", LEASE)
     assert again is not None and again.attempts == 1  # a busy backend is not a worker death
+
+
+async def test_an_owners_tasks_are_listed_newest_first_in_pages(
+    store: TaskStore, clock: Clock
+) -> None:
+    mine = []
+    for prompt in ("one", "two", "three"):
+        mine.append((await store.create(new_task(prompt, owner="alice"))).id)
+        await store.create(new_task(prompt, owner="bob"))
+        clock.advance(1)
+    first = await store.list_for_owner("alice", 2)
+    rest = await store.list_for_owner("alice", 2, offset=2)
+    assert [t.id for t in first + rest] == mine[::-1]
+    assert {t.owner for t in first + rest} == {"alice"}
+    assert await store.list_for_owner("carol", 10) == []
