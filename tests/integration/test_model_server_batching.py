@@ -20,6 +20,7 @@ from services.qwen_image.service import start
 from services.qwen_image.settings import QwenImageSettings
 from tests.support.step_gate import StepGate
 from tests.support.tiny_models import TINY_IMAGE_DIR, ensure_tiny_models
+from tests.support.waiting import eventually
 
 STEPS = 3
 SHAPE: dict[str, Any] = {"width": 64, "height": 64, "num_inference_steps": STEPS}
@@ -94,11 +95,7 @@ async def test_concurrent_callers_share_a_call_and_keep_their_own_pictures(
 
         streamed = asyncio.ensure_future(read_stream())
         queue = server.generator.runner.queue  # type: ignore[attr-defined]
-        for _ in range(3000):
-            if queue.waiting == 3:
-                break
-            await asyncio.sleep(0.01)
-        assert queue.waiting == 3, "the three callers never queued"
+        await eventually(lambda: queue.waiting == 3, 30, "the three callers queued")
         gate.release()
         await blocker
         together = [await call for call in unary]
