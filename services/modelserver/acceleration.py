@@ -16,6 +16,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, model_validator
@@ -26,7 +27,7 @@ from services.modelserver.acceleration_cache import (
     enable_cache,
     parse_cache_config,
 )
-from services.modelserver.loader import PipelineLoadError
+from services.modelserver.loader import LoadedPipeline, PipelineLoadError, choose_device
 
 log = logging.getLogger("imagemesh.acceleration")
 
@@ -54,12 +55,16 @@ class AccelerationSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_cache_config(self) -> AccelerationSettings:
+        prefix = _env_prefix(self)
         if self.cache == "none":
             if self.cache_config.strip():
-                raise ValueError("cache_config is set but cache is none: set cache=dbcache too")
+                raise ValueError(
+                    f"{prefix}CACHE_CONFIG is set but {prefix}CACHE is none: set it to dbcache "
+                    "or taylorseer too"
+                )
             return self
         try:
-            parse_cache_config(self.cache, self.cache_config, "cache_config")
+            parse_cache_config(self.cache, self.cache_config, f"{prefix}CACHE_CONFIG")
         except CacheConfigError as exc:
             raise ValueError(str(exc)) from None
         return self
@@ -155,6 +160,18 @@ class Acceleration:
         if self.settings.cache != "none":
             enable_cache(pipe, self.settings.cache, self.cache_fields, self.queue)
         log.info("acceleration on: %s (warm-up %.1f s)", self.describe(), self.warmup_seconds)
+
+
+def load_accelerated(settings: Any, load: Callable[[], LoadedPipeline]) -> LoadedPipeline:
+    """`load()` with the settings' switches on: refused before the weights are read when the
+    device cannot do them, applied and warmed up (at the server's default size) after."""
+    acceleration = Acceleration(settings)
+    acceleration.check_device(choose_device(settings.device or None)[0])
+    loaded = load()
+    width = getattr(settings, "default_width", 1024)
+    height = getattr(settings, "default_height", 1024)
+    acceleration.apply(loaded.pipe, loaded.device, width, height)
+    return loaded
 
 
 def warm_up(pipe: Any, device: str, width: int, height: int, steps: int = 2) -> None:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import torch
 
+from services.modelserver.acceleration import load_accelerated
 from services.modelserver.batching import Batchable, BatchStepFn
 from services.modelserver.limits import Sampling, guidance_arguments
 from services.modelserver.loader import LoadedPipeline, load_pipeline
@@ -60,11 +61,14 @@ class ModelPipeline(Generic[J]):
     @classmethod
     def load(cls, settings: ModelServerSettings) -> Self:
         """Loads `settings.location` (blocking; raises `PipelineLoadError` naming it)."""
-        loaded = load_pipeline(
-            settings.location,
-            pipeline_class=settings.pipeline_class or None,
-            allowed_classes=cls.pipeline_classes,
-            device=settings.device or None,
+        loaded = load_accelerated(  # CACHE / COMPILE / QUANTIZE switches, warmed up
+            settings,
+            lambda: load_pipeline(
+                settings.location,
+                pipeline_class=settings.pipeline_class or None,
+                allowed_classes=cls.pipeline_classes,
+                device=settings.device or None,
+            ),
         )
         return cls(loaded, settings)
 

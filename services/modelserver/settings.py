@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from services.common.settings import ServerSettings
+from services.modelserver.acceleration import AccelerationSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = PROJECT_ROOT / "models"
@@ -19,8 +20,10 @@ TINY_EDIT_DIR = MODELS_DIR / "qwen-image-edit-tiny"
 TINY_EDIT_PLUS_DIR = MODELS_DIR / "qwen-image-edit-plus-tiny"
 
 
-class ModelServerSettings(ServerSettings):
-    """Fields read from `<PREFIX>LOCATION`, `<PREFIX>MAX_QUEUE`, ... (prefix per server)."""
+class ModelServerSettings(ServerSettings, AccelerationSettings):
+    """Fields read from `<PREFIX>LOCATION`, `<PREFIX>MAX_QUEUE`, ... (prefix per server); the
+    acceleration switches (`<PREFIX>CACHE`, `_CACHE_CONFIG`, `_COMPILE`, `_QUANTIZE`) come from
+    `AccelerationSettings`."""
 
     # A diffusers pipeline folder or a hub id such as Qwen/Qwen-Image (seed 003).
     location: str = ""

@@ -64,9 +64,13 @@ def test_switches_are_read_from_the_servers_variables(monkeypatch: pytest.Monkey
             '{"taylorseer_order": 2}',
             "taylorseer_order applies only with CACHE=taylorseer",
         ),
-        ("dbcache", "Fn_compute_blocks=1", "cache_config is not JSON"),
+        ("dbcache", "Fn_compute_blocks=1", "QWEN_IMAGE_CACHE_CONFIG is not JSON"),
         ("dbcache", "[1, 2]", "must be a JSON object"),
-        ("none", '{"Fn_compute_blocks": 1}', "cache_config is set but cache is none"),
+        (
+            "none",
+            '{"Fn_compute_blocks": 1}',
+            "QWEN_IMAGE_CACHE_CONFIG is set but QWEN_IMAGE_CACHE is none",
+        ),
     ],
 )
 def test_a_bad_cache_config_stops_start_up_naming_the_field(
@@ -149,3 +153,41 @@ def test_dbcache_gives_an_image_close_to_uncached_and_counts_cached_steps() -> N
     # The other pipeline of the same class is untouched by cache-dit's hooks.
     assert np.array_equal(_generate(plain, True), references[True])
     assert last_stats(plain).cached_steps == 0
+
+
+async def test_a_server_started_with_dbcache_serves_and_counts(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.qwen_image.generator import GenerateSpec, Generator
+    from services.qwen_image.settings import QwenImageSettings
+
+    monkeypatch.setenv("QWEN_IMAGE_CACHE", "dbcache")
+    monkeypatch.setenv("QWEN_IMAGE_CACHE_CONFIG", TINY_DBCACHE)
+    generator = Generator(QwenImageSettings(default_width=128, default_height=128))
+    await generator.load()
+    before = _cached_total()
+    caplog.set_level("INFO", logger="imagemesh.acceleration")
+    try:
+        output = await generator.generate(
+            GenerateSpec(
+                prompt="a red fox", negative_prompt="blurry", num_inference_steps=16, seed=3
+            )
+        )
+    finally:
+        await generator.close()
+    assert (output.width, output.height, len(output.images)) == (128, 128, 1)
+    assert output.images[0].data.startswith(b"\x89PNG")
+    cached = _cached_total() - before
+    assert 0 < cached < 16
+    assert f"step cache: {int(cached)} of 16 steps cached" in caplog.text
+
+
+def test_a_bad_switch_in_the_environment_stops_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.qwen_image.settings import QwenImageSettings
+
+    monkeypatch.setenv("QWEN_IMAGE_CACHE", "dbcache")
+    monkeypatch.setenv("QWEN_IMAGE_CACHE_CONFIG", '{"Fn_compute_block": 1}')
+    with pytest.raises(
+        ValidationError, match="QWEN_IMAGE_CACHE_CONFIG: unknown field 'Fn_compute_block'"
+    ):
+        QwenImageSettings()
