@@ -182,7 +182,6 @@ class BenchMesh:
                     "GATEWAY_STORAGE_TARGET": t("storage"),
                     "GATEWAY_PROVIDERS_TARGET": t("providers"),
                     "GATEWAY_STORAGE_LINK_PREFIXES": f"http://{t('s3')}/{BUCKET}/",
-                    "GATEWAY_DATABASE_URL": "sqlite+aiosqlite:///:memory:",
                     "GATEWAY_LOG_LEVEL": QUIET,
                 },
                 lambda: port_open("127.0.0.1", self.ports["gateway"]),
