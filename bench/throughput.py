@@ -1,13 +1,17 @@
 """Throughput under concurrency: 1, 4, 16 and 64 clients against the gateway for the local
 Qwen-Image model (tiny pipeline, 256x256, 4 steps, b64_json), the model server at its default
-queue (8 calls waiting behind the running one; one more is answered 429 at once).
+queue (8 jobs waiting; one more is answered 429 at once), with dynamic batching off
+(QWEN_IMAGE_MAX_BATCH_IMAGES=1: one job per pipeline call) and on (4 images per call, the CPU
+default): two meshes up at once, each level run against off and then at once against on, so a
+change in the machine's load touches both sides alike.
 
 Each level sends a fixed number of requests, split evenly over its clients; a client sends its
 next request as soon as the last one ended (a closed loop; after a 429 it goes on at once, so
 429s show how fast the mesh says no). Every request is counted by how it ended: success, 429,
 another error status, or lost (no answer: a transport error or a timeout). Reported: successes
-per second, p50 / p99 latency of the successes, p50 of the 429s. Target: none lost and nothing
-but successes and 429s, at every level.
+per second, p50 / p99 latency of the successes, p50 of the 429s. Targets: none lost and nothing
+but successes and 429s, at every level; with batching on, successes/s at 16 clients >= 2.0x of
+batching off, and p50 at 1 client (nothing to batch with) <= 1.05x of batching off.
 
 The forwarding cost of a hosted provider's route through the gateway is bench/providers.py.
 
@@ -25,7 +29,11 @@ import httpx
 
 from bench._mesh import QUICK, BenchMesh, percentile, save
 
-LEVELS = {1: 4, 4: 8, 16: 32, 64: 64} if QUICK else {1: 8, 4: 16, 16: 48, 64: 128}
+# One client gets more requests: its p50 is what the batching-on / off ratio is judged on.
+LEVELS = {1: 8, 4: 8, 16: 32, 64: 64} if QUICK else {1: 16, 4: 16, 16: 48, 64: 128}
+BATCHING = {"off": "1", "on": "4"}  # QWEN_IMAGE_MAX_BATCH_IMAGES
+SPEEDUP_TARGET = 2.0  # successes/s at 16 clients, on / off
+P50_TARGET = 1.05  # p50 at 1 client, on / off
 BODY = {
     "prompt": "a red fox in the snow",
     "size": "256x256",
@@ -77,37 +85,89 @@ async def _level(http: httpx.AsyncClient, clients: int, total: int) -> dict[str,
     }
 
 
-async def _run(url: str) -> list[dict[str, Any]]:
+async def _run(urls: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Each level against batching off, then at once against batching on: a change in the
+    machine's load between levels touches both sides alike."""
     limits = httpx.Limits(max_connections=max(LEVELS), max_keepalive_connections=max(LEVELS))
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
-        await http.post("/v1/images/generations", json=BODY)  # warm the pipeline
-        rows = []
-        for clients, total in LEVELS.items():
-            rows.append(await _level(http, clients, total))
-            _print_row(rows[-1])
+    clients = {
+        mode: httpx.AsyncClient(base_url=url, timeout=600, limits=limits)
+        for mode, url in urls.items()
+    }
+    try:
+        for http in clients.values():
+            await http.post("/v1/images/generations", json=BODY)  # warm the pipeline
+        rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in urls}
+        for level, total in LEVELS.items():
+            for mode, http in clients.items():
+                rows[mode].append({"batching": mode, **await _level(http, level, total)})
+                _print_row(rows[mode][-1])
+    finally:
+        for http in clients.values():
+            await http.aclose()
     return rows
 
 
 def main() -> dict[str, Any]:
-    with BenchMesh() as mesh:
-        rows = asyncio.run(_run(mesh.gateway_url))
-    met = all(r["lost"] == 0 and not r["other"] and r["answered"] == r["requests"] for r in rows)
+    print(
+        "batching off: QWEN_IMAGE_MAX_BATCH_IMAGES=1; on: "
+        f"QWEN_IMAGE_MAX_BATCH_IMAGES={BATCHING['on']}",
+        flush=True,
+    )
+    meshes = {
+        mode: BenchMesh(env={"qwen_image": {"QWEN_IMAGE_MAX_BATCH_IMAGES": images}})
+        for mode, images in BATCHING.items()
+    }
+    with meshes["off"] as off, meshes["on"] as on:
+        rows = asyncio.run(_run({"off": off.gateway_url, "on": on.gateway_url}))
+    answered = all(
+        r["lost"] == 0 and not r["other"] and r["answered"] == r["requests"]
+        for mode_rows in rows.values()
+        for r in mode_rows
+    )
+    speedup = _ratio(rows, 16, "ok_per_s")
+    p50 = _ratio(rows, 1, "ok_p50_ms")
+    speedup_met = speedup is not None and speedup >= SPEEDUP_TARGET
+    p50_met = p50 is not None and p50 <= P50_TARGET
+    print(
+        f"batching on / off: successes/s at 16 clients {_x(speedup)} (target >= "
+        f"{SPEEDUP_TARGET:.1f}x): {'MET' if speedup_met else 'NOT MET'}; p50 at 1 client "
+        f"{_x(p50)} (target <= {P50_TARGET:.2f}x): {'MET' if p50_met else 'NOT MET'}"
+    )
     return save(
         "throughput",
         {
             "request": "qwen-image tiny via the gateway, 256x256, 4 steps, n=1, b64_json",
-            "model_server": "default settings: one job at a time, 8 waiting, more get 429",
-            "target": "every request answered (none lost), only 200 or 429, at 1/4/16/64 clients",
-            "met": met,
+            "model_server": "8 waiting, more get 429; batching off (1 image per call) and on (4)",
+            "target": (
+                "every request answered (none lost), only 200 or 429, at 1/4/16/64 clients; "
+                f"batching on: successes/s at 16 clients >= {SPEEDUP_TARGET:.1f}x of off, "
+                f"p50 at 1 client <= {P50_TARGET:.2f}x of off"
+            ),
+            "met": answered and speedup_met and p50_met,
+            "answered_met": answered,
+            "speedup_16_clients": speedup,
+            "speedup_met": speedup_met,
+            "p50_ratio_1_client": p50,
+            "p50_met": p50_met,
             "rows": rows,
         },
     )
 
 
+def _ratio(rows: dict[str, list[dict[str, Any]]], clients: int, field: str) -> float | None:
+    on = next(r[field] for r in rows["on"] if r["clients"] == clients)
+    off = next(r[field] for r in rows["off"] if r["clients"] == clients)
+    return round(on / off, 3) if on and off else None
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
 def _print_row(r: dict[str, Any]) -> None:
-    if r["clients"] == min(LEVELS):
+    if r["clients"] == min(LEVELS) and r["batching"] == "off":
         print(
-            f"{'clients':>7} {'sent':>5} {'ok':>4} {'429':>4} {'other':>5} {'lost':>4} "
+            f"{'clients':>7} {'batching':>8} {'sent':>5} {'ok':>4} {'429':>4} {'other':>5} {'lost':>4} "
             f"{'ok/s':>6} {'ok p50 ms':>10} {'ok p99 ms':>10} {'429 p50 ms':>10}"
         )
 
@@ -115,7 +175,7 @@ def _print_row(r: dict[str, Any]) -> None:
         return "" if value is None else f"{value:.1f}"
 
     print(
-        f"{r['clients']:>7} {r['requests']:>5} {r['ok']:>4} {r['429']:>4} "
+        f"{r['clients']:>7} {r['batching']:>8} {r['requests']:>5} {r['ok']:>4} {r['429']:>4} "
         f"{sum(r['other'].values()):>5} {r['lost']:>4} {r['ok_per_s']:>6.2f} "
         f"{ms(r['ok_p50_ms']):>10} {ms(r['ok_p99_ms']):>10} {ms(r['429_p50_ms']):>10}",
         flush=True,
