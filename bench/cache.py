@@ -99,7 +99,8 @@ def main() -> None:
     for kind, label, fields in CONFIGS:
         cached = build()
         enable_cache(cached, kind, fields, "bench")
-        plain_times, cached_times = [], []
+        plain_times: list[float] = []
+        cached_times: list[float] = []
         image = reference
         for round_ in range(ROUNDS):
             order = [(plain, plain_times), (cached, cached_times)]
