@@ -20,6 +20,7 @@ import grpc
 
 from services.common.logs import configure_logging
 from services.common.server import MeshServer
+from services.modelserver.info import add_info_servicer
 from services.modelserver.jobs import StepHook
 from services.modelserver.loader import PipelineLoadError
 from services.modelserver.settings import ModelServerSettings
@@ -56,6 +57,7 @@ async def start(
     """Listens, loads the pipeline, reports SERVING; raises `PipelineLoadError` (server stopped)."""
     server = MeshServer(settings, [service_name])
     register(server.grpc)
+    add_info_servicer(settings, server.grpc)  # its switches, for the gateway's /v1/models
     await server.start()
     try:
         await generator.load()
