@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from imagemesh.v1 import (
+    common_pb2,
+    common_pb2_grpc,
     providers_pb2,
     providers_pb2_grpc,
     qwen_edit_pb2_grpc,
@@ -59,6 +61,10 @@ class Backends:
         self.tasks = tasks_pb2_grpc.TasksStub(self.channels["tasks"])
         self._health = {
             name: health_pb2_grpc.HealthStub(channel) for name, channel in self.channels.items()
+        }
+        self._model_servers = {
+            name: common_pb2_grpc.ModelServerStub(self.channels[name])
+            for name in ("qwen_image", "qwen_edit")
         }
 
     async def close(self) -> None:
@@ -122,6 +128,29 @@ class Backends:
 
     async def healths(self, backends: Sequence[str]) -> dict[str, str]:
         results = await asyncio.gather(*(self.health(name) for name in backends))
+        return dict(zip(backends, results, strict=True))
+
+    async def describe(self, backend: str) -> dict[str, str] | None:
+        """A model server's acceleration switches (`cache`, `compile`, ...), or None when it does
+        not answer (or is not a model server)."""
+        stub = self._model_servers.get(backend)
+        if stub is None:
+            return None
+        try:
+            info = await stub.Describe(
+                common_pb2.DescribeModelServerRequest(),
+                timeout=self.settings.health_deadline_seconds,
+                metadata=requestid.outgoing_metadata(),
+            )
+        except grpc.aio.AioRpcError:
+            return None
+        described = {"cache": info.cache, "compile": info.compile, "quantize": info.quantize}
+        if info.cache_config:
+            described["cache_config"] = info.cache_config
+        return described
+
+    async def describes(self, backends: Sequence[str]) -> dict[str, dict[str, str] | None]:
+        results = await asyncio.gather(*(self.describe(name) for name in backends))
         return dict(zip(backends, results, strict=True))
 
     async def provider_models(self) -> dict[str, providers_pb2.ProviderModel]:

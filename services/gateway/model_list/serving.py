@@ -2,7 +2,8 @@
 
 A local model is ready when its server's gRPC health answers SERVING; a hosted one when the
 providers service lists it as ready (its key configured). Each item carries both the seed-004
-fields (`model`, `url`: where to call it) and OpenAI's (`id`, `object`, `owned_by`, `created`).
+fields (`model`, `url`: where to call it) and OpenAI's (`id`, `object`, `owned_by`, `created`); a
+local model also its server's acceleration switches (`acceleration`: cache, compile, quantize).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ class ModelListService:
 
     async def list(self, base_url: str) -> dict[str, Any]:
         local = sorted({e.backend for e in self._catalog.entries if e.local})
-        healths, hosted = await asyncio.gather(
-            self._backends.healths(local), self._backends.provider_models()
+        healths, hosted, switches = await asyncio.gather(
+            self._backends.healths(local),
+            self._backends.provider_models(),
+            self._backends.describes(local),
         )
         base = (self._settings.public_base_url or base_url).rstrip("/")
         data = []
@@ -60,5 +63,8 @@ class ModelListService:
             }
             if not ready:
                 item["reason"] = reason
+            if entry.local and switches.get(entry.backend) is not None:
+                # CACHE / COMPILE / QUANTIZE as the model server runs them.
+                item["acceleration"] = switches[entry.backend]
             data.append(item)
         return {"object": "list", "project": self._settings.project, "data": data}
