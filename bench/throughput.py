@@ -2,8 +2,9 @@
 Qwen-Image model (tiny pipeline, 256x256, 4 steps, b64_json), the model server at its default
 queue (8 jobs waiting; one more is answered 429 at once), with dynamic batching off
 (QWEN_IMAGE_MAX_BATCH_IMAGES=1: one job per pipeline call) and on (4 images per call, the CPU
-default): two meshes up at once, each level run against off and then at once against on, so a
-change in the machine's load touches both sides alike.
+default): two meshes up at once; the one client sends to each in turn, and each other level
+runs against off and then at once against on, so a change in the machine's load touches both
+sides alike.
 
 Each level sends a fixed number of requests, split evenly over its clients; a client sends its
 next request as soon as the last one ended (a closed loop; after a 429 it goes on at once, so
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -42,67 +44,102 @@ BODY = {
 }
 
 
-async def _level(http: httpx.AsyncClient, clients: int, total: int) -> dict[str, Any]:
-    ok: list[float] = []
-    busy: list[float] = []
-    other: dict[str, int] = {}
-    lost: list[str] = []
+@dataclass
+class Tally:
+    """How one level's requests against one mesh ended."""
+
+    ok: list[float] = field(default_factory=list)
+    busy: list[float] = field(default_factory=list)
+    other: dict[str, int] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # wall time the level kept this mesh busy
+
+    async def send(self, http: httpx.AsyncClient) -> None:
+        start = time.perf_counter()
+        try:
+            answer = await http.post("/v1/images/generations", json=BODY)
+        except httpx.HTTPError as exc:
+            self.lost.append(type(exc).__name__)
+            return
+        elapsed = time.perf_counter() - start
+        if answer.status_code == 200 and answer.json()["data"][0]["b64_json"]:
+            self.ok.append(elapsed)
+        elif answer.status_code == 429:
+            self.busy.append(elapsed)
+        else:
+            key = str(answer.status_code)
+            self.other[key] = self.other.get(key, 0) + 1
+
+    def row(self, mode: str, clients: int, sent: int) -> dict[str, Any]:
+        ok, busy = self.ok, self.busy
+        return {
+            "batching": mode,
+            "clients": clients,
+            "requests": sent,
+            "ok": len(ok),
+            "429": len(busy),
+            "other": self.other,
+            "lost": len(self.lost),
+            "answered": len(ok) + len(busy) + sum(self.other.values()),
+            "ok_per_s": round(len(ok) / self.seconds, 2),
+            "ok_p50_ms": round(statistics.median(ok) * 1000, 1) if ok else None,
+            "ok_p99_ms": round(percentile(ok, 0.99) * 1000, 1) if ok else None,
+            "429_p50_ms": round(statistics.median(busy) * 1000, 1) if busy else None,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+async def _level(http: httpx.AsyncClient, clients: int, total: int, tally: Tally) -> int:
+    """`clients` closed loops against one mesh; returns the requests sent."""
 
     async def client(count: int) -> None:
         for _ in range(count):
-            start = time.perf_counter()
-            try:
-                answer = await http.post("/v1/images/generations", json=BODY)
-            except httpx.HTTPError as exc:
-                lost.append(type(exc).__name__)
-                continue
-            elapsed = time.perf_counter() - start
-            if answer.status_code == 200 and answer.json()["data"][0]["b64_json"]:
-                ok.append(elapsed)
-            elif answer.status_code == 429:
-                busy.append(elapsed)
-            else:
-                key = str(answer.status_code)
-                other[key] = other.get(key, 0) + 1
+            await tally.send(http)
 
     start = time.perf_counter()
     await asyncio.gather(*(client(total // clients) for _ in range(clients)))
-    wall = time.perf_counter() - start
-    sent = (total // clients) * clients
-    return {
-        "clients": clients,
-        "requests": sent,
-        "ok": len(ok),
-        "429": len(busy),
-        "other": other,
-        "lost": len(lost),
-        "answered": len(ok) + len(busy) + sum(other.values()),
-        "ok_per_s": round(len(ok) / wall, 2),
-        "ok_p50_ms": round(statistics.median(ok) * 1000, 1) if ok else None,
-        "ok_p99_ms": round(percentile(ok, 0.99) * 1000, 1) if ok else None,
-        "429_p50_ms": round(statistics.median(busy) * 1000, 1) if busy else None,
-        "seconds": round(wall, 2),
-    }
+    tally.seconds = time.perf_counter() - start
+    return (total // clients) * clients
+
+
+async def _alternating(https: dict[str, httpx.AsyncClient], total: int) -> dict[str, Tally]:
+    """One client, its requests going to each mesh in turn: the latencies the p50 target
+    compares were measured under the same load, request by request."""
+    tallies = {mode: Tally() for mode in https}
+    for _ in range(total):
+        for mode, http in https.items():
+            start = time.perf_counter()
+            await tallies[mode].send(http)
+            tallies[mode].seconds += time.perf_counter() - start
+    return tallies
 
 
 async def _run(urls: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
-    """Each level against batching off, then at once against batching on: a change in the
-    machine's load between levels touches both sides alike."""
+    """One client alternating between the meshes; then each level against batching off and at
+    once against batching on: a change in the machine's load touches both sides alike."""
     limits = httpx.Limits(max_connections=max(LEVELS), max_keepalive_connections=max(LEVELS))
-    clients = {
+    https = {
         mode: httpx.AsyncClient(base_url=url, timeout=600, limits=limits)
         for mode, url in urls.items()
     }
+    rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in urls}
     try:
-        for http in clients.values():
+        for http in https.values():
             await http.post("/v1/images/generations", json=BODY)  # warm the pipeline
-        rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in urls}
         for level, total in LEVELS.items():
-            for mode, http in clients.items():
-                rows[mode].append({"batching": mode, **await _level(http, level, total)})
+            if level == 1:
+                tallies = await _alternating(https, total)
+                sent = {mode: total for mode in https}
+            else:
+                tallies = {mode: Tally() for mode in https}
+                sent = {
+                    mode: await _level(https[mode], level, total, tallies[mode]) for mode in https
+                }
+            for mode in https:
+                rows[mode].append(tallies[mode].row(mode, level, sent[mode]))
                 _print_row(rows[mode][-1])
     finally:
-        for http in clients.values():
+        for http in https.values():
             await http.aclose()
     return rows
 
