@@ -80,7 +80,7 @@ class Acceleration:
     def __init__(self, settings: AccelerationSettings) -> None:
         self.settings = settings
         self.prefix = _env_prefix(settings)
-        self.queue = self.prefix.rstrip("_").lower() or "model"
+        self.server = self.prefix.rstrip("_").lower() or "model"
         self.cache_fields = (
             parse_cache_config(settings.cache, settings.cache_config, f"{self.prefix}CACHE_CONFIG")
             if settings.cache != "none"
@@ -158,7 +158,7 @@ class Acceleration:
                 ) from exc
             self.warmup_seconds = time.perf_counter() - started
         if self.settings.cache != "none":
-            enable_cache(pipe, self.settings.cache, self.cache_fields, self.queue)
+            enable_cache(pipe, self.settings.cache, self.cache_fields, self.server)
         log.info("acceleration on: %s (warm-up %.1f s)", self.describe(), self.warmup_seconds)
 
 

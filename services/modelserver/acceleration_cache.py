@@ -4,7 +4,7 @@
 JSON against cache-dit's own config fields (an unknown field or a wrong type is an error naming
 it); `enable_cache(pipe, ...)` installs the hooks and makes each later `pipe(...)` call record
 how many of its denoising steps were served from the cache (`CacheStats`, a log line with the
-request id, and the Prometheus counter `imagemesh_model_cached_steps_total{queue}`).
+request id, and the Prometheus counter `imagemesh_modelserver_cached_steps_total{server}`).
 
 cache-dit patches `__call__` on the pipeline's class, so every pipeline of that class in the
 process would run inside the first one's cache context. Each cached pipeline gets a private
@@ -27,9 +27,9 @@ from pydantic import ConfigDict, ValidationError, create_model
 log = logging.getLogger("imagemesh.acceleration")
 
 CACHED_STEPS = Counter(
-    "imagemesh_model_cached_steps",
+    "imagemesh_modelserver_cached_steps",
     "Denoising steps whose transformer blocks were served from the step cache",
-    ["queue"],
+    ["server"],
 )
 
 # TaylorSeer is DBCache plus a forecasting calibrator; these of its fields may be set.
@@ -168,7 +168,7 @@ def _true_cfg(kwargs: dict[str, Any]) -> bool:
     return negative and float(kwargs.get("true_cfg_scale", 4.0)) > 1
 
 
-def enable_cache(pipe: Any, kind: str, fields: dict[str, Any], queue: str) -> None:
+def enable_cache(pipe: Any, kind: str, fields: dict[str, Any], server: str) -> None:
     """Installs cache-dit's hooks on `pipe` (in place); later calls record `CacheStats`."""
     import cache_dit  # type: ignore[import-untyped]
 
@@ -186,7 +186,7 @@ def enable_cache(pipe: Any, kind: str, fields: dict[str, Any], queue: str) -> No
             context["cache_config"].enable_separate_cfg = separate
         output = cached_call(self, *args, **kwargs)
         stats = last_stats(self)
-        CACHED_STEPS.labels(queue).inc(stats.cached_steps)
+        CACHED_STEPS.labels(server).inc(stats.cached_steps)
         log.info(
             "step cache: %d of %d steps cached (%d CFG passes)",
             stats.cached_steps,

@@ -132,7 +132,9 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _cached_total() -> float:
-    value = REGISTRY.get_sample_value("imagemesh_model_cached_steps_total", {"queue": "qwen_image"})
+    value = REGISTRY.get_sample_value(
+        "imagemesh_modelserver_cached_steps_total", {"server": "qwen_image"}
+    )
     return value or 0.0
 
 
