@@ -4,9 +4,9 @@ A benchmark is any `bench/<name>.py` (not starting with `_`) that defines `main(
 own table and target (MET / NOT MET) and writes JSON into bench/results/. Without names, the
 suite runs (DEFAULT: mesh overhead, throughput, the provider route, payload, storage, the step
 cache and regional compile, about thirteen minutes on an idle 2-core machine); `all` runs every
-benchmark, the deep dives too (model_server: the gRPC server alone vs in-process, n=4, memory). BENCH_QUICK=1 makes every one shorter. Exits
-non-zero when a benchmark fails to run, not when a target is missed: the numbers are for people
-to read.
+benchmark, the deep dives too (model_server: the gRPC server alone vs in-process, n=4, memory).
+BENCH_QUICK=1 makes every one shorter. Exits non-zero when a benchmark fails to run, not when a
+target is missed: the numbers are for people to read.
 """
 
 from __future__ import annotations
