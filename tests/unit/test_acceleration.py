@@ -193,3 +193,27 @@ def test_a_bad_switch_in_the_environment_stops_the_server(monkeypatch: pytest.Mo
         ValidationError, match="QWEN_IMAGE_CACHE_CONFIG: unknown field 'Fn_compute_block'"
     ):
         QwenImageSettings()
+
+
+async def test_regional_compile_is_warmed_up_before_the_first_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch._dynamo.utils
+
+    from services.qwen_image.generator import GenerateSpec, Generator
+    from services.qwen_image.settings import QwenImageSettings
+
+    monkeypatch.setenv("QWEN_IMAGE_COMPILE", "regional")
+    generator = Generator(QwenImageSettings(default_width=64, default_height=64))
+    await generator.load()  # compiles and warms up at the default size, as before SERVING
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert graphs > 0
+    try:
+        for negative in ("blurry", ""):  # true CFG on and off: both compiled by the warm-up
+            output = await generator.generate(
+                GenerateSpec(prompt="a red fox", negative_prompt=negative, num_inference_steps=3)
+            )
+            assert (output.width, output.height) == (64, 64)
+    finally:
+        await generator.close()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # nothing compiled
