@@ -14,7 +14,29 @@ import grpc
 from imagemesh.v1 import common_pb2
 
 from services.modelserver.generator import ModelGenerator
-from services.modelserver.protomap import event_to_proto, result_to_proto
+from services.modelserver.protomap import event_to_proto, output_format_name, result_to_proto
+
+
+def sampling_fields(request: Any) -> dict[str, Any]:
+    """The `SamplingSpec` fields of a request message: both servers' requests name them alike;
+    an optional field left unset is None (the server's default)."""
+
+    def optional(name: str) -> Any:
+        return getattr(request, name) if request.HasField(name) else None
+
+    return {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "width": request.width,
+        "height": request.height,
+        "num_inference_steps": request.num_inference_steps,
+        "true_cfg_scale": optional("true_cfg_scale"),
+        "guidance_scale": optional("guidance_scale"),
+        "seed": optional("seed"),
+        "num_images": request.num_images,
+        "output_format": output_format_name(request.output_format),
+        "partial_images": request.partial_images,
+    }
 
 
 class Calls:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from imagemesh.v1 import common_pb2, qwen_edit_pb2, qwen_edit_pb2_grpc
 
-from services.modelserver.protomap import output_format_name
-from services.modelserver.servicing import Calls
+from services.modelserver.servicing import Calls, sampling_fields
 from services.qwen_edit.generator import EditSpec, ImageSource
 
 SERVICE_NAME = qwen_edit_pb2.DESCRIPTOR.services_by_name["ImageEditing"].full_name
@@ -17,18 +16,8 @@ def _source(image: common_pb2.ImageInput) -> ImageSource:
 
 def spec_from(request: qwen_edit_pb2.EditRequest) -> EditSpec:
     return EditSpec(
-        prompt=request.prompt,
+        **sampling_fields(request),
         images=[_source(image) for image in request.images],
-        negative_prompt=request.negative_prompt,
-        width=request.width,
-        height=request.height,
-        num_inference_steps=request.num_inference_steps,
-        true_cfg_scale=request.true_cfg_scale if request.HasField("true_cfg_scale") else None,
-        guidance_scale=request.guidance_scale if request.HasField("guidance_scale") else None,
-        seed=request.seed if request.HasField("seed") else None,
-        num_images=request.num_images,
-        output_format=output_format_name(request.output_format),
-        partial_images=request.partial_images,
         mask=_source(request.mask) if request.HasField("mask") else None,
     )
 
