@@ -41,7 +41,15 @@ from services.common import requestid
 from services.common.errors import ResourceExhausted
 from services.modelserver import batching
 from services.modelserver.batching import Batchable, BatchStepFn, JobCancelled, Outcome
-from services.modelserver.metrics import BATCH_IMAGES, IMAGES, JOBS, QUEUE_DEPTH, STEPS, WAITING
+from services.modelserver.metrics import (
+    BATCH_IMAGES,
+    BUSY,
+    IMAGES,
+    JOBS,
+    QUEUE_DEPTH,
+    STEPS,
+    WAITING,
+)
 
 log = logging.getLogger("imagemesh.jobs")
 
@@ -282,6 +290,7 @@ class JobQueue:
             for job in batch:
                 job.post(Progress(0, job.total_steps, 0))
             self._announce_positions()
+            BUSY.start(self.name)
             try:
                 outcomes = await asyncio.shield(
                     self.loop.run_in_executor(
@@ -295,6 +304,7 @@ class JobQueue:
             except Exception as exc:  # noqa: BLE001 - a fault of the queue itself fails its jobs
                 outcomes = [Outcome(error=exc)] * len(batch)
             finally:
+                BUSY.stop(self.name)
                 self._running = []
             self._finish(batch, outcomes)
 
