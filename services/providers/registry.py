@@ -186,6 +186,11 @@ class Registry:
             )
         return adapter
 
+    def provider_of(self, model: str) -> str:
+        """The provider serving `model` (a metrics label): "unknown" for a model not served."""
+        adapter = self._by_model.get(model)
+        return (adapter.provider or adapter.task_type) if adapter else "unknown"
+
     def ready_adapter_for(self, model: str, call: str) -> Adapter:
         """The adapter to run `call` (chat, chat_stream, generate, edit) for `model`.
 

@@ -18,6 +18,7 @@ from services.common.errors import ResourceExhausted
 from services.common.settings import MIB
 from services.providers import convert
 from services.providers.deadline import deadline_in
+from services.providers.metrics import observed
 from services.providers.registry import Registry
 from services.providers.rewrite import PromptRewriter
 from services.providers.types import ImagesResult
@@ -25,8 +26,13 @@ from services.providers.upstream import RateLimited
 
 
 @contextmanager
-def _call_scope(context: grpc.aio.ServicerContext) -> Iterator[None]:
-    with deadline_in(context.time_remaining()):
+def _call_scope(
+    context: grpc.aio.ServicerContext, registry: Registry, model: str, call: str
+) -> Iterator[None]:
+    provider = registry.provider_of(model)
+    # An unknown model's name is the caller's text: not a label (unbounded series).
+    label = model if provider != "unknown" else "unknown"
+    with deadline_in(context.time_remaining()), observed(provider, label, call):
         try:
             yield
         except RateLimited as exc:
@@ -57,25 +63,25 @@ class ProvidersServicer(providers_pb2_grpc.ProvidersServicer):
         return response
 
     async def Chat(self, request, context):
-        with _call_scope(context):
+        with _call_scope(context, self._registry, request.model, "chat"):
             adapter = self._registry.ready_adapter_for(request.model, "chat")
             result = await adapter.chat(convert.chat_spec(request))
         return convert.chat_response(result)
 
     async def ChatStream(self, request, context) -> AsyncIterator[providers_pb2.ChatChunk]:
-        with _call_scope(context):
+        with _call_scope(context, self._registry, request.model, "chat_stream"):
             adapter = self._registry.ready_adapter_for(request.model, "chat_stream")
             async for delta in adapter.chat_stream(convert.chat_spec(request)):
                 yield convert.chat_chunk(delta)
 
     async def GenerateImages(self, request, context):
-        with _call_scope(context):
+        with _call_scope(context, self._registry, request.model, "generate"):
             adapter = self._registry.ready_adapter_for(request.model, "generate")
             result = await adapter.generate(convert.image_spec(request))
         return self._images(result)
 
     async def EditImages(self, request, context):
-        with _call_scope(context):
+        with _call_scope(context, self._registry, request.model, "edit"):
             adapter = self._registry.ready_adapter_for(request.model, "edit")
             result = await adapter.edit(convert.edit_spec(request))
         return self._images(result)
