@@ -93,6 +93,15 @@ SMALL = Sizes(
 )  # fmt: skip
 
 
+# Qwen/Qwen-Image scheduler/scheduler_config.json (inline: services.tinymodels.components also
+# imports transformers' Qwen2-VL image processor, which the device's transformers may lack).
+SCHEDULER = {
+    "num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": True, "base_shift": 0.5,
+    "max_shift": 0.9, "base_image_seq_len": 256, "max_image_seq_len": 8192,
+    "shift_terminal": 0.02, "time_shift_type": "exponential",
+}  # fmt: skip
+
+
 def missing_packages() -> list[str]:
     return [pin for module, pin in NEEDED.items() if importlib.util.find_spec(module) is None]
 
@@ -100,10 +109,14 @@ def missing_packages() -> list[str]:
 def build_pipeline(sizes: Sizes, device: str, dtype: Any) -> Any:
     """QwenImagePipeline of random weights, each component built on `device` in `dtype`."""
     import torch
-    from diffusers import AutoencoderKLQwenImage, QwenImagePipeline, QwenImageTransformer2DModel
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from services.tinymodels import components
     from services.tinymodels.tokenizer import ENDOFTEXT, special_token_ids, train_tokenizer
 
     tokenizer = train_tokenizer()
@@ -160,7 +173,7 @@ def build_pipeline(sizes: Sizes, device: str, dtype: Any) -> Any:
     finally:
         torch.set_default_dtype(previous)
     pipe = QwenImagePipeline(
-        scheduler=components.scheduler(),
+        scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER),
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -299,10 +312,18 @@ async def run(bench: Bench, pipe: Any) -> None:
     )
     first = await asyncio.to_thread(bench.timed, plain)  # warm-up (kernels, allocator)
     print(f"{'first call (warm-up)':<28} {first:>8.2f} s", flush=True)
-    bench.plain = await asyncio.to_thread(bench.timed, plain)
-    bench.record("plain", bench.plain)
-    if bench.fits("core", bench.plain * 1.5):
-        bench.record("core", await asyncio.to_thread(bench.timed, served))
+    # Plain and core alternate, two rounds; the faster of each (the less disturbed run) counts.
+    plains, cores = [await asyncio.to_thread(bench.timed, plain)], []
+    for round_ in range(2):
+        if not bench.fits(f"core round {round_ + 1}", plains[0] * (1.2 if round_ else 3.5)):
+            break
+        cores.append(await asyncio.to_thread(bench.timed, served))
+        if round_ == 0:
+            plains.append(await asyncio.to_thread(bench.timed, plain))
+    bench.plain = min(plains)
+    bench.record("plain", bench.plain, runs=len(plains))
+    if cores:
+        bench.record("core", min(cores), runs=len(cores))
 
     compiled = False
     if bench.fits("compile regional", bench.plain * 3 + 120):
