@@ -1,6 +1,7 @@
 """Messages <-> the queue's plain records: a CreateTaskRequest checked into a `NewTask`, a stored
 `TaskRecord` as a `Task` message. The spec is kept as the TaskSpec message's JSON form, so the
-runner reads back exactly what was sent."""
+runner reads back exactly what was sent. Parameters shown back are `storable` (no NaN), even
+from rows stored before that was checked."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from imagemesh.v1 import tasks_pb2
 from services.common.errors import InvalidArgument
 from services.common.structs import struct_dict
 from services.tasks.records import NewTask, Status, TaskRecord
+from services.tasks.storable import storable
 
 MAX_PARAMETERS_BYTES = 64 * 1024
 MAX_IMAGES = 10
@@ -46,8 +48,8 @@ def new_task(request: tasks_pb2.CreateTaskRequest, request_id: str) -> NewTask:
     parameters = struct_dict(request.parameters)
     if len(json.dumps(parameters)) > MAX_PARAMETERS_BYTES:
         raise InvalidArgument(f"parameters must be at most {MAX_PARAMETERS_BYTES} bytes as JSON")
-    for name, limit in (("owner", 64), ("api", 16), ("provider", 64)):
-        if len(getattr(request, name)) > limit:
+    for name, limit in (("model", 200), ("owner", 64), ("api", 16), ("provider", 64)):
+        if len(getattr(request.spec if name == "model" else request, name)) > limit:
             raise InvalidArgument(f"{name} must be at most {limit} characters")
     return NewTask(
         model=spec.model,
@@ -106,5 +108,6 @@ def task_message(task: TaskRecord) -> tasks_pb2.Task:
 
 
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    # Struct holds JSON values only; anything else (never stored by us) is shown as text.
-    return dict(json.loads(json.dumps(value, default=str)))
+    # Struct holds JSON values only; anything else (never stored by us) is shown as text, and a
+    # NaN stored before it was refused is null (the gateway's answer could not encode it).
+    return dict(storable(json.loads(json.dumps(value, default=str))))

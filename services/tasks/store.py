@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common.errors import ResourceExhausted
 from services.tasks.database import TaskRow, create_engine, create_schema
 from services.tasks.records import PENDING, NewTask, Status, TaskOutput, TaskRecord
+from services.tasks.storable import storable
 
 Clock = Callable[[], datetime]
 
@@ -71,13 +72,13 @@ class TaskStore:
         now = self.clock()
         values: dict[str, Any] = {
             "id": str(uuid.uuid4()),
-            "owner": new.owner,
-            "api": new.api,
-            "model": new.model,
-            "provider": new.provider,
-            "parameters": new.parameters,
-            "spec": new.spec,
-            "request_id": new.request_id,
+            "owner": storable(new.owner),
+            "api": storable(new.api),
+            "model": storable(new.model),
+            "provider": storable(new.provider),
+            "parameters": storable(new.parameters),
+            "spec": storable(new.spec),
+            "request_id": storable(new.request_id),
             "status": Status.QUEUED.value,
             "attempts": 0,
             "created_at": now,
@@ -186,7 +187,7 @@ class TaskStore:
             task_id,
             worker_id,
             status=Status.SUCCEEDED.value,
-            result=output.to_json(),
+            result=storable(output.to_json()),
             finished_at=now,
             expires_at=now + timedelta(seconds=retention_seconds),
             locked_until=None,
@@ -200,8 +201,8 @@ class TaskStore:
             task_id,
             worker_id,
             status=Status.FAILED.value,
-            error_code=code,
-            error_message=message,
+            error_code=storable(code),
+            error_message=storable(message),
             finished_at=now,
             expires_at=now + timedelta(seconds=retention_seconds),
             locked_until=None,
