@@ -20,6 +20,7 @@ from services.gateway.envelope import success
 
 # Fields of the OpenAI request that the gateway itself handles (not forwarded in `extra`).
 _HANDLED = {"stream_options", "n", "user"}
+INT32_MAX = 2**31 - 1
 
 
 class ImageURL(BaseModel):
@@ -57,8 +58,9 @@ class ChatCompletionRequest(BaseModel):
     prompt: str | None = None
     images: list[str] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    # The proto field is int32.
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     stream: bool = False
 
     @model_validator(mode="after")
