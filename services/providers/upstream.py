@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
@@ -58,24 +59,43 @@ class RateLimited(ResourceExhausted):
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Retry-After (seconds or HTTP date), or OpenAI's retry-after-ms; None when absent."""
+    """Retry-After (seconds or HTTP date), or OpenAI's retry-after-ms; None when absent or not a
+    number. A hint is never negative and at most `MAX_RETRY_HINT_SECONDS` (`inf` or 1e400 from
+    an upstream is no reason to overflow, or to make a client wait for ever)."""
     if value := headers.get("retry-after-ms"):
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
+        seconds = _finite(value)
+        if seconds is not None:
+            return _bounded(seconds / 1000)
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    seconds = _finite(value)
+    if seconds is not None:
+        return _bounded(seconds)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    if when.tzinfo is None:  # "-0000" dates parse naive
+        when = when.replace(tzinfo=dt.UTC)
+    return _bounded((when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+# One day: past it, a hint says "not soon" as well as any larger number.
+MAX_RETRY_HINT_SECONDS = 86400.0
+
+
+def _finite(text: str) -> float | None:
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    # inf is "a long time" (bounded below); NaN and -inf say nothing.
+    return None if math.isnan(seconds) or seconds == -math.inf else seconds
+
+
+def _bounded(seconds: float) -> float:
+    return min(max(0.0, seconds), MAX_RETRY_HINT_SECONDS)
 
 
 def error_fields(body: bytes) -> tuple[str, str]:

@@ -62,6 +62,15 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds({}) is None
 
 
+def test_retry_after_from_outside_is_bounded() -> None:
+    for bad in ("nan", "-inf", "garbage", "Mon, 99 Foo 2015"):
+        assert retry_after_seconds({"retry-after": bad}) is None, bad
+    for huge in ("inf", "1e400", "Fri, 31 Dec 9999 23:59:59 GMT"):
+        assert retry_after_seconds({"retry-after": huge}) == 86400, huge
+    assert retry_after_seconds({"retry-after-ms": "inf"}) == 86400
+    assert retry_after_seconds({"retry-after": "-5"}) == 0
+
+
 def test_liblib_signature_matches_the_documented_recipe() -> None:
     path, secret, timestamp, nonce = "/api/generate/webui/status", "s3cr3t", "1725000000000", "ab"
     digest = hmac.new(secret.encode(), f"{path}&{timestamp}&{nonce}".encode(), hashlib.sha1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 
 import grpc
 import pytest
@@ -269,3 +270,17 @@ async def test_an_answer_over_the_message_limit_says_so(
             await running.stub.GenerateImages(request, timeout=30)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "over the 4 MB message limit; ask for fewer images" in err.value.details()
+
+
+@pytest.mark.parametrize("hint", [math.inf, 1e400, -1e9])
+async def test_an_unbounded_retry_after_is_no_overflow(
+    providers: Running, openai_fake: FakeOpenAI, hint: float
+) -> None:
+    """`Retry-After: inf` (or huge, or negative) once overflowed into an INTERNAL error."""
+    openai_fake.fail_next(429, times=5, retry_after=hint, code="rate_limit_exceeded")
+    call = providers.stub.Chat(P.ChatRequest(model="gpt-5", prompt="hi"), timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+    trailing = dict(await call.trailing_metadata())
+    assert 1 <= int(trailing.get("retry-after", "1")) <= 86400
