@@ -41,6 +41,11 @@ def remote() -> Iterator[Website]:
         site.add("/broken.png", b"oops", content_type="text/plain", status=503)
         site.redirect("/to-cat", "/cat.png")
         site.redirect("/loop", "/loop")
+        site.redirect("/to-bad-port", "http://[::1")
+        site.redirect("/to-colons", "http://a:b:c/x.png")
+        site.redirect("/to-huge-port", "http://127.0.0.2:99999999/cat.png")
+        site.redirect("/to-space", "http://exa mple.com:99999/x")
+        site.redirect("/to-empty-host", "//:80/x")
         yield site
 
 
@@ -120,6 +125,8 @@ async def test_the_internal_site_is_refused_directly(
         ("/gone.png", "status", "answered HTTP 403"),
         ("/broken.png", "status", "answered HTTP 503"),
         ("/loop", "redirects", "redirected more than 3 times"),
+        ("/to-bad-port", "unreachable", "Invalid URL in location header: Invalid port"),
+        ("/to-colons", "unreachable", "Invalid URL in location header"),
         ("/missing.png", "status", "answered HTTP 404"),
     ],
 )
@@ -132,6 +139,16 @@ async def test_bad_answers_say_why(
     assert says in err.value.message
     if reason == "status":
         assert err.value.status == int(says.rsplit(" ", 1)[1])
+
+
+@pytest.mark.parametrize("path", ["/to-huge-port", "/to-space", "/to-empty-host"])
+async def test_a_redirect_to_a_strange_url_is_refused_cleanly(
+    downloader: Downloader, remote: Website, path: str
+) -> None:
+    """Locations that parse as a URL no one can fetch: a FetchFailed, never another error."""
+    with pytest.raises(FetchFailed) as err:
+        await downloader.download(remote.base + path)
+    assert err.value.message.startswith("url: "), err.value.message
 
 
 async def test_content_types_can_be_left_to_sniffing(remote: Website) -> None:

@@ -17,6 +17,7 @@ from tests.reliability.corpus import (
     CHAT,
     CHAT_OK,
     DS_OK,
+    EDITS,
     GEN,
     MULTI,
     OK,
@@ -115,6 +116,13 @@ CASES = [
         MULTI,
         b'{"model": "qwen-image", "input": {"messages": []}, "parameters": {"n": NaN}}',
         "parameters.n " + FINITE.format("NaN"),
+    ),
+    Bad(
+        "edits:image-url-port-past-65535",
+        "POST",
+        EDITS,
+        json={**OK, "image": "http://203.0.113.9:99999999/cat.png"},
+        says="has port 99999999, outside 1..65535",
     ),
     Bad(
         "tasks:provider-300-chars",

@@ -68,6 +68,11 @@ def parse(url: str | httpx.URL, field: str = "url") -> httpx.URL:
         )
     if not parsed.host:
         raise FetchFailed(field, f"{shown(parsed)} has no host", "refused")
+    if parsed.port is not None and not 0 < parsed.port <= 65535:
+        # httpx parses any number; the socket layer would overflow on it.
+        raise FetchFailed(
+            field, f"{shown(parsed)} has port {parsed.port}, outside 1..65535", "refused"
+        )
     return parsed
 
 
