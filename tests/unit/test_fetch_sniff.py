@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+import warnings
+import zlib
+
 import pytest
 
 from services.common.errors import InvalidArgument
@@ -33,3 +37,30 @@ def test_other_bytes_are_refused(data: bytes, says: str) -> None:
 
 def test_the_bucket_stores_every_type_the_fetcher_accepts() -> None:
     assert set(IMAGE_TYPES) == set(EXTENSIONS)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height (no pixel data: nothing is decoded)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])
+def test_more_pixels_than_the_limit_are_refused_whatever_the_warning_filters(side: int) -> None:
+    """10000x10000 is past Pillow's limit but under twice it, where Pillow only warns: the check
+    does not depend on warning filters (another thread may have set them to ignore)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(InvalidArgument, match="too large to accept"):
+            sniff(_png_header(side, side))
+
+
+def test_the_pixel_limit_is_compared_explicitly() -> None:
+    assert sniff(png_bytes(32, 32, seed=1), max_pixels=32 * 32) == "image/png"
+    with pytest.raises(InvalidArgument, match="33x32 is more than 1024 pixels"):
+        sniff(png_bytes(33, 32, seed=1), max_pixels=1024)
