@@ -48,7 +48,13 @@ def new_task(request: tasks_pb2.CreateTaskRequest, request_id: str) -> NewTask:
     parameters = struct_dict(request.parameters)
     if len(json.dumps(parameters)) > MAX_PARAMETERS_BYTES:
         raise InvalidArgument(f"parameters must be at most {MAX_PARAMETERS_BYTES} bytes as JSON")
-    for name, limit in (("model", 200), ("owner", 64), ("api", 16), ("provider", 64)):
+    for name, limit in (
+        ("model", 200),
+        ("owner", 64),
+        ("api", 16),
+        ("provider", 64),
+        ("callback_url", 2048),
+    ):
         if len(getattr(request.spec if name == "model" else request, name)) > limit:
             raise InvalidArgument(f"{name} must be at most {limit} characters")
     return NewTask(
@@ -59,6 +65,7 @@ def new_task(request: tasks_pb2.CreateTaskRequest, request_id: str) -> NewTask:
         provider=request.provider,
         owner=request.owner,
         request_id=request_id[:128],
+        callback_url=request.callback_url,
     )
 
 

@@ -1,7 +1,8 @@
 """The task table and the database engine: SQLite in a file by default, PostgreSQL by URL.
 
-One table, `tasks`, created at start when missing (`create_all` is idempotent; on PostgreSQL an
-advisory lock keeps replicas that start together from racing on the CREATE). Times are stored as
+Two tables, `tasks` and `task_webhooks` (a task's callback, if it has one), created at start when
+missing (`create_all` is idempotent; on PostgreSQL an advisory lock keeps replicas that start
+together from racing on the CREATE). Times are stored as
 UTC: `timestamptz` on PostgreSQL, naive UTC text on SQLite (which has no time zones), and always
 read back as aware UTC datetimes.
 """
@@ -90,6 +91,30 @@ class TaskRow(Base):
         Index("ix_tasks_status_locked", "status", "locked_until"),
         Index("ix_tasks_expires", "expires_at"),
     )
+
+
+class WebhookRow(Base):
+    """A task's callback (services/tasks/webhooks.py): written with the task in one transaction,
+    delivered once the task has ended, so neither a restart nor a crash loses the event."""
+
+    __tablename__ = "task_webhooks"
+
+    task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    # X-Imagemesh-Event-Id: the same on every attempt, so a receiver can drop repeats.
+    event_id: Mapped[str] = mapped_column(String(36))
+    # pending -> delivered | gave_up
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The replica sending it now (another one waits until this passes).
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The event as first sent: every retry sends the same bytes.
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_task_webhooks_state_next", "state", "next_attempt_at"),)
 
 
 def create_engine(url: str) -> AsyncEngine:

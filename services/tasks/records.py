@@ -29,6 +29,8 @@ class NewTask:
     provider: str = ""
     owner: str = ""
     request_id: str = ""
+    # POSTed one signed event when the task ends (services/tasks/webhooks.py); "" = none.
+    callback_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ from dataclasses import replace
 from typing import Any
 
 from services.common.errors import FailedPrecondition, NotFound
+from services.tasks.outbox import Outbox
 from services.tasks.records import NewTask, Status, TaskRecord
 from services.tasks.retention import Retention
 from services.tasks.settings import TasksSettings
 from services.tasks.store import TaskStore, utcnow
+from services.tasks.webhooks import WebhookDispatcher
 from services.tasks.worker import Discard, Runner, TaskWorker
 
 log = logging.getLogger("imagemesh.tasks")
@@ -71,19 +73,23 @@ class TaskService:
         self.retention = Retention(
             store, delete_objects, interval_seconds=settings.retention_sweep_seconds
         )
+        self.webhooks = WebhookDispatcher(settings, Outbox(store.engine), self._load, store.clock)
 
     async def start(self) -> None:
         """Starts running queued tasks (those left from before a restart first, by age)."""
         if self.settings.workers > 0:
             await self.worker.start()
         await self.retention.start()
+        await self.webhooks.start()
 
     async def close(self) -> None:
+        await self.webhooks.stop()
         await self.retention.stop()
         await self.worker.stop(self.settings.worker_grace_seconds)
         await self.store.close()
 
     async def create(self, new: NewTask) -> TaskRecord:
+        self.webhooks.check(new.callback_url)
         task = await self.store.create(new, max_pending=self.settings.max_pending_per_key)
         log.info("task %s queued (%s, %s API)", task.id, task.model, task.api)
         self.worker.wake()
@@ -117,6 +123,7 @@ class TaskService:
             )
         # Running here: stop it now (this cancels its gRPC call); elsewhere: at its heartbeat.
         self.worker.cancel_local(task.id)
+        self.webhooks.wake()
         log.info("task %s canceled (was %s)", task.id, task.status.value)
         return canceled
 
@@ -139,7 +146,12 @@ class TaskService:
             # Finished in another replica, or the watcher left: no event is kept for it.
             self._finished.pop(task.id, None)
 
+    async def _load(self, task_id: str) -> TaskRecord | None:
+        task = await self.store.get(task_id)
+        return await self._fresh_links(task) if task else None
+
     def _notify(self, task_id: str) -> None:
+        self.webhooks.wake()
         event = self._finished.pop(task_id, None)
         if event is not None:
             event.set()

@@ -6,11 +6,12 @@ SQLite file under run/, and the backends it calls on their planned ports.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from services.common.fetch import AllowNetworks
 from services.common.settings import ServerSettings
 
 
@@ -56,6 +57,24 @@ class TasksSettings(ServerSettings):
     # prompt_extend (seed 002) on a local model: the chat model that rewrites the prompt.
     prompt_extend_model: str = "qwen-plus"
     prompt_extend_deadline_seconds: float = Field(default=30.0, gt=0)
+
+    # Webhooks (README "Webhooks"): each secret signs every event (one `v1=` each), so during a
+    # rotation "new,old" keeps receivers that still check the old one working. Empty: a task
+    # with a callback_url is refused (nothing to sign with).
+    webhook_secret: SecretStr = Field(default=SecretStr(""), repr=False)
+    # Internal networks a callback may reach (CIDRs); otherwise as every fetch: public only.
+    webhook_allow_networks: AllowNetworks = Field(default_factory=list)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Retried with exponential backoff (first wait, then doubling up to the cap) until this long
+    # after the first attempt, then given up (logged, counted).
+    webhook_retry_seconds: float = Field(default=3600.0, gt=0)
+    webhook_backoff_seconds: float = Field(default=1.0, gt=0)
+    webhook_max_backoff_seconds: float = Field(default=300.0, gt=0)
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        text = self.webhook_secret.get_secret_value()
+        return [part.strip() for part in text.split(",") if part.strip()]
 
     @field_validator("database_url")
     @classmethod

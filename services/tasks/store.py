@@ -23,10 +23,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, literal, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.errors import ResourceExhausted
-from services.tasks.database import TaskRow, create_engine, create_schema
+from services.tasks.database import TaskRow, WebhookRow, create_engine, create_schema
 from services.tasks.records import PENDING, NewTask, Status, TaskOutput, TaskRecord
 from services.tasks.storable import storable
 
@@ -88,6 +88,7 @@ class TaskStore:
         async with self.engine.begin() as conn:
             if max_pending <= 0:
                 row = (await conn.execute(insert(TaskRow).values(values).returning(table))).one()
+                await self._add_webhook(conn, values["id"], new.callback_url, now)
                 return TaskRecord.from_row(row._mapping)
             if self.is_postgres:
                 # Serialises creates per owner so that two at once cannot both pass the count.
@@ -110,12 +111,29 @@ class TaskStore:
             )
             stmt = insert(TaskRow).from_select(columns, source).returning(table)
             row = (await conn.execute(stmt)).first()
+            if row is not None:
+                await self._add_webhook(conn, values["id"], new.callback_url, now)
         if row is None:
             raise ResourceExhausted(
                 f"{max_pending} tasks are already queued or running for this API key (the limit); "
                 "wait for some to finish or cancel them, then retry"
             )
         return TaskRecord.from_row(row._mapping)
+
+    @staticmethod
+    async def _add_webhook(conn: AsyncConnection, task_id: str, url: str, now: datetime) -> None:
+        # In the task's own transaction: a task with a callback never exists without its event.
+        if url:
+            await conn.execute(
+                insert(WebhookRow).values(
+                    task_id=task_id,
+                    url=url,
+                    event_id=str(uuid.uuid4()),
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                )
+            )
 
     async def get(self, task_id: str) -> TaskRecord | None:
         async with self.engine.connect() as conn:
@@ -319,4 +337,10 @@ class TaskStore:
             TaskRow.id.in_(list(task_ids)), TaskRow.expires_at.is_not(None)
         )
         async with self.engine.begin() as conn:
-            return int((await conn.execute(stmt)).rowcount)
+            deleted = int((await conn.execute(stmt)).rowcount)
+            # Their callbacks go with them (delivered or given up long before retention ends).
+            gone = ~select(TaskRow.id).where(TaskRow.id == WebhookRow.task_id).exists()
+            await conn.execute(
+                delete(WebhookRow).where(WebhookRow.task_id.in_(list(task_ids)), gone)
+            )
+            return deleted

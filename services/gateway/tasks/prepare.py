@@ -14,7 +14,7 @@ provider's own knobs (LiblibAI's `aspectRatio`, `imgCount`, `steps`, `sourceImag
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from imagemesh.v1 import tasks_pb2
@@ -56,6 +56,7 @@ class TaskRequest:
     parameters: dict[str, Any]
     provider: str = ""
     api: str = "tasks"
+    callback_url: str = ""
 
 
 class TaskPreparer:
@@ -88,6 +89,7 @@ class TaskPreparer:
         """The tasks service's request (owner left to the caller); 404 / 400 when it is wrong."""
         entry = self.entry(request.model)
         provider = _check_provider(entry, request.provider)
+        request, callback_url = _callback(request)
         knobs = _parse(request.parameters)
         if knobs.response_format != "url":
             raise invalid(
@@ -139,10 +141,24 @@ class TaskPreparer:
         if extra:
             spec.extra.update(extra)
         created = tasks_pb2.CreateTaskRequest(
-            spec=spec, api=request.api, provider=provider or request.provider
+            spec=spec,
+            api=request.api,
+            provider=provider or request.provider,
+            callback_url=callback_url,
         )
         created.parameters.update(request.parameters)
         return created
+
+
+def _callback(request: TaskRequest) -> tuple[TaskRequest, str]:
+    """The callback URL: seed 001's top-level field, or `parameters.callback_url` (DashScope's
+    body has no place for it), which is no model knob and is not sent to a provider."""
+    parameters = dict(request.parameters)
+    given = parameters.pop("callback_url", None)
+    if given is not None and not isinstance(given, str):
+        raise invalid(f"{PREFIX}callback_url must be a URL string", f"{PREFIX}callback_url")
+    url = request.callback_url or given or ""
+    return replace(request, parameters=parameters), url
 
 
 def _task_model(entry: Entry) -> bool:

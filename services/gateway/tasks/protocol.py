@@ -61,6 +61,8 @@ class TaskCreateRequest(BaseModel):
     )
     # false: wait for the task to finish and answer its result.
     is_async: bool = True
+    # When the task ends, one signed event is POSTed here (README "Webhooks").
+    callback_url: str | None = Field(default=None, max_length=2048)
 
 
 class SynthesisInput(BaseModel):

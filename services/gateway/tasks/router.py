@@ -71,7 +71,10 @@ async def create_task(request: Request) -> JSONResponse:
     key = api_key(request)
     rid = requestid.get_request_id()
     task = await service.create(
-        TaskRequest(body.model, body.parameters, body.provider or "", "tasks"), key
+        TaskRequest(
+            body.model, body.parameters, body.provider or "", "tasks", body.callback_url or ""
+        ),
+        key,
     )
     if body.is_async:
         return JSONResponse(protocol.envelope(rid, protocol.seed_status(task)))
