@@ -185,6 +185,7 @@ class WebhookDispatcher:
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._backoff = tenacity.wait_exponential_jitter(
             initial=settings.webhook_backoff_seconds,
             max=settings.webhook_max_backoff_seconds,
@@ -201,28 +202,38 @@ class WebhookDispatcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="webhooks")
 
     async def stop(self) -> None:
+        """Lets the round in flight finish (each POST is bounded by its timeout), so no claim is
+        left locked for another replica to wait out; then stops."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(self._task), self.settings.webhook_timeout_seconds + 1
+                )
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         await self.sender.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 sent = await self.round()
             # A database hiccup must not stop the sender (the traceback is logged).
             except Exception:
                 log.exception("webhook round failed; trying again")
                 sent = 0
-            if not sent:
+            if not sent and not self._stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
 
     async def round(self) -> int:
         """Sends what is due now; the number of callbacks attempted."""
-        lock = self.settings.webhook_timeout_seconds + 30
+        # Held while sending; a replica that died mid-send leaves it to lapse this soon after.
+        lock = self.settings.webhook_timeout_seconds + 5
         due = await self.outbox.claim_due(self._clock(), lock, limit=16)
         await asyncio.gather(*(self._deliver(delivery) for delivery in due))
         return len(due)
