@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from services.common import tracing
 from services.common.settings import MIB
 
 
@@ -21,4 +22,6 @@ def insecure_channel(target: str, max_message_bytes: int = 64 * MIB) -> grpc.aio
     # round_robin: a `dns:///name:port` target that resolves to several pods (a headless Service,
     # deploy/) spreads calls over all of them; the default pick_first pins them to one.
     options = [*channel_options(max_message_bytes), ("grpc.lb_policy_name", "round_robin")]
-    return grpc.aio.insecure_channel(target, options=options)
+    # With tracing on, each call sends the trace context on (services/common/tracing.py).
+    interceptors = tracing.client_interceptors() or None
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)

@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from services.common import metrics, requestid
+from services.common import metrics, requestid, tracing
 from services.common.errors import ServiceError
 
 log = logging.getLogger("imagemesh.rpc")
@@ -56,6 +56,7 @@ class _Method:
 async def _begin(method: _Method, context: grpc.aio.ServicerContext) -> Any:
     """Sets the request id (returns its contextvar token) and counts the call in flight."""
     token = requestid.set_request_id(requestid.from_metadata(context.invocation_metadata()))
+    tracing.set_request_id(requestid.get_request_id())
     method.in_flight.inc()
     try:
         await context.send_initial_metadata(requestid.outgoing_metadata())

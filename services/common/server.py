@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import tracing
 from services.common.channels import channel_options
 from services.common.interceptors import ServerInterceptor
 from services.common.metrics import start_metrics_server
@@ -47,7 +48,8 @@ class MeshServer:
         self.settings = settings
         self.service_names = list(service_names)
         self.grpc = grpc.aio.server(
-            interceptors=[ServerInterceptor()],
+            # The trace's server span outermost, so every log line and error runs inside it.
+            interceptors=[*tracing.server_interceptors(), ServerInterceptor()],
             options=[*channel_options(settings.max_message_bytes), *CONNECTION_AGE],
         )
         self.health = health.aio.HealthServicer()

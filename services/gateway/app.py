@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic.json_schema import models_json_schema
 
+from services.common import tracing
 from services.gateway import errors, page, probes
 from services.gateway.catalog import Catalog
 from services.gateway.chat.protocol import ChatCompletionRequest
@@ -102,6 +103,7 @@ def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> Fast
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestContext)
+    tracing.instrument_app(app)  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
     return app
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common import requestid
+from services.common import requestid, tracing
 from services.gateway.errors import ApiError, error_response
 
 log = logging.getLogger("imagemesh.gateway.http")
@@ -65,6 +65,7 @@ class RequestContext:
         given = _header(scope, b"x-request-id")
         rid = given if given and _SANE_ID.match(given) else requestid.new_request_id()
         token = requestid.set_request_id(rid)
+        tracing.set_request_id(rid)
         start = time.perf_counter()
         status = 500
         started = False

@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, overload
 
-from services.common import requestid
+from services.common import requestid, tracing
 from services.common.errors import ResourceExhausted
 from services.modelserver import batching
 from services.modelserver.batching import Batchable, BatchStepFn, JobCancelled, Outcome
@@ -108,6 +108,9 @@ class Job(Generic[T]):
         self.future: asyncio.Future[T] = queue.loop.create_future()
         self.updates: asyncio.Queue[Any] | None = asyncio.Queue() if streaming else None
         self._last: Progress | None = None
+        # Traces only (services/common/tracing.py): when it was queued, when each step ended.
+        self.submitted_ns = tracing.now_ns() if tracing.active() else 0
+        self.step_ns: list[int] | None = [] if tracing.active() else None
 
     def post(self, progress: Progress) -> None:
         """Queues a progress event for a streaming caller (event loop thread only); an event
@@ -120,6 +123,8 @@ class Job(Generic[T]):
         """Called by the pipeline after step `index` (1-based), in the worker thread; decodes
         and publishes the step's preview when given one and someone reads the stream."""
         self.steps_done = index
+        if self.step_ns is not None:
+            self.step_ns.append(tracing.now_ns())
         STEPS.labels(self._queue.name).inc()
         if self._queue.step_hook is not None:
             self._queue.step_hook(self, index)
@@ -159,6 +164,7 @@ class JobQueue:
         self._running: list[Job[Any]] = []
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pipeline")
+        self._phases: list[tuple[str, int, int]] = []  # the last call's, traces only
         self._worker: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop
 
@@ -276,6 +282,37 @@ class JobQueue:
     def _observe_call(self, images: int) -> None:
         BATCH_IMAGES.labels(self.name).observe(images)
 
+    def _execute(self, batch: list[Job[Any]]) -> list[Outcome]:
+        """The pipeline call, in the worker thread (its phases timed when tracing is on)."""
+        if not tracing.active():
+            return batching.execute(batch, self._observe_call)
+        tracing.start_phases()
+        try:
+            return batching.execute(batch, self._observe_call)
+        finally:
+            self._phases = tracing.take_phases()
+
+    def _trace(self, batch: Sequence[Job[Any]], started_ns: int, ended_ns: int) -> None:
+        """Each job's spans, in its own trace: the queue wait, then the call it shared with the
+        batch and that call's phases (encode prompt, each denoise step, decode)."""
+        phases, self._phases = self._phases, []
+        encoded = max((end for name, _, end in phases if name == "encode prompt"), default=0)
+        for job in batch:
+            tracing.record("queue wait", job.context, job.submitted_ns, started_ns)
+            call = tracing.record(
+                "pipeline call",
+                job.context,
+                started_ns,
+                ended_ns,
+                **{"imagemesh.batch_jobs": len(batch), "imagemesh.steps": job.total_steps},
+            )
+            for name, start, end in phases:
+                tracing.record(name, call, start, end)
+            previous = encoded or started_ns
+            for index, end in enumerate(job.step_ns or [], start=1):
+                tracing.record("denoise step", call, previous, end, **{"imagemesh.step": index})
+                previous = end
+
     async def _work(self) -> None:
         while True:
             while not self._waiting:
@@ -291,11 +328,10 @@ class JobQueue:
                 job.post(Progress(0, job.total_steps, 0))
             self._announce_positions()
             BUSY.start(self.name)
+            started_ns = tracing.now_ns()
             try:
                 outcomes = await asyncio.shield(
-                    self.loop.run_in_executor(
-                        self._executor, batching.execute, batch, self._observe_call
-                    )
+                    self.loop.run_in_executor(self._executor, self._execute, batch)
                 )
             except asyncio.CancelledError:
                 for job in batch:
@@ -306,6 +342,8 @@ class JobQueue:
             finally:
                 BUSY.stop(self.name)
                 self._running = []
+            if tracing.active():
+                self._trace(batch, started_ns, tracing.now_ns())
             self._finish(batch, outcomes)
 
     def _finish(self, batch: Sequence[Job[Any]], outcomes: Sequence[Outcome]) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.common import tracing
+
 log = logging.getLogger("imagemesh.loader")
 
 
@@ -106,6 +108,7 @@ def load_pipeline(
     except Exception as exc:
         raise PipelineLoadError(f"cannot load pipeline from {location}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
+    tracing.time_phases(pipe)  # encode prompt / decode spans, only when tracing is on
     seconds = time.perf_counter() - started
     log.info(
         "loaded %s from %s on %s (%s) in %.1f s", class_name, location, device_name, dtype, seconds

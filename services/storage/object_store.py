@@ -27,6 +27,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.helpers import MIN_PART_SIZE
 
+from services.common import tracing
 from services.common.errors import FailedPrecondition, NotFound, ServiceError, Unavailable
 from services.storage.settings import StorageSettings
 
@@ -160,16 +161,17 @@ class ObjectStore:
         parts of `part_size_bytes`, several in flight, and aborts the upload if the reader fails.
         """
         await self.ensure_bucket()
-        result = await self._call(
-            self._client.put_object,
-            self.bucket,
-            key,
-            cast(BinaryIO, data),
-            length,
-            content_type=content_type,
-            metadata=metadata,
-            part_size=self._part_size if length < 0 else max(length, MIN_PART_SIZE),
-        )
+        with tracing.span("upload to S3", **{"imagemesh.bytes": length}):
+            result = await self._call(
+                self._client.put_object,
+                self.bucket,
+                key,
+                cast(BinaryIO, data),
+                length,
+                content_type=content_type,
+                metadata=metadata,
+                part_size=self._part_size if length < 0 else max(length, MIN_PART_SIZE),
+            )
         return str(result.etag or "").strip('"')
 
     async def put_bytes(

@@ -20,6 +20,11 @@ PENDING = (Status.QUEUED, Status.RUNNING)
 FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
 
 
+# The creating request's trace context (W3C traceparent), kept in the spec when tracing is on so
+# that the run, in whichever replica, joins that trace (spec_of ignores unknown keys).
+TRACE_KEY = "_trace"
+
+
 @dataclass(frozen=True)
 class NewTask:
     model: str

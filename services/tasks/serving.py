@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from services.common import tracing
 from services.common.errors import FailedPrecondition, NotFound
 from services.tasks.outbox import Outbox
-from services.tasks.records import NewTask, Status, TaskRecord
+from services.tasks.records import TRACE_KEY, NewTask, Status, TaskRecord
 from services.tasks.retention import Retention
 from services.tasks.settings import TasksSettings
 from services.tasks.store import TaskStore, utcnow
@@ -90,6 +91,9 @@ class TaskService:
 
     async def create(self, new: NewTask) -> TaskRecord:
         self.webhooks.check(new.callback_url)
+        carrier = tracing.carrier()
+        if carrier:
+            new = replace(new, spec={**new.spec, TRACE_KEY: carrier})
         task = await self.store.create(new, max_pending=self.settings.max_pending_per_key)
         log.info("task %s queued (%s, %s API)", task.id, task.model, task.api)
         self.worker.wake()

@@ -27,9 +27,9 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.common import requestid
+from services.common import requestid, tracing
 from services.common.errors import ServiceError
-from services.tasks.records import TaskOutput, TaskRecord
+from services.tasks.records import TRACE_KEY, TaskOutput, TaskRecord
 from services.tasks.store import TaskStore
 
 log = logging.getLogger("imagemesh.tasks")
@@ -194,12 +194,17 @@ class TaskWorker:
                 log.exception("recovering lapsed tasks failed; retrying")
             await asyncio.sleep(max(0.05, self.lease_seconds / 3))
 
+    async def _run(self, task: TaskRecord) -> TaskOutput:
+        # With tracing on, the run joins the trace of the request that created the task.
+        with tracing.continued(
+            task.spec.get(TRACE_KEY), "run task", **{"imagemesh.task_id": task.id}
+        ):
+            return await self.runner(task)
+
     async def run_claimed(self, task: TaskRecord) -> None:
         """Runs one claimed task to its end and records the outcome."""
         token = requestid.set_request_id(task.request_id or requestid.new_request_id())
-        job: asyncio.Task[TaskOutput] = asyncio.create_task(
-            self.runner(task), name=f"task-{task.id}"
-        )
+        job: asyncio.Task[TaskOutput] = asyncio.create_task(self._run(task), name=f"task-{task.id}")
         self._jobs[task.id] = job
         heartbeat = asyncio.create_task(self._heartbeat(task.id, job))
         if task.started_at is not None:
