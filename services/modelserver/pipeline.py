@@ -133,11 +133,17 @@ class ModelPipeline(Generic[J]):
             describe=f"{job.width}x{job.height}, {job.sampling.steps} steps, {n} image(s)",
         )
 
+    def pipe_for(self, job: J) -> Any:
+        """The diffusers pipeline a call of `job` runs on (a server with inpaint / img2img
+        variants picks one; they share the weights, and never a call: see `batch_key`)."""
+        return self.loaded.pipe
+
     def call(self, jobs: list[J], step: BatchStepFn) -> list[list[Any]]:
         """Runs the pipeline once for `jobs` (blocking) and returns each job's PIL images;
         `step` after each step may raise to stop it, and gets each job's previews."""
         callback = batch_callback(step, jobs)
-        result = self.loaded.pipe(**self.call_arguments(jobs), callback_on_step_end=callback)
+        pipe = self.pipe_for(jobs[0])
+        result = pipe(**self.call_arguments(jobs), callback_on_step_end=callback)
         images = list(result.images)
         split, start = [], 0
         for job in jobs:
