@@ -188,6 +188,8 @@ async def test_a_batch_stops_early_when_every_caller_is_gone() -> None:
     await calls.wait_held()
     for waiter in waiters:
         waiter.cancel()
+    # Both cancellations are seen by the queue before the call goes on (else it may run on).
+    await asyncio.gather(*waiters, return_exceptions=True)
     calls.release.set()
     # The next job runs, and the stopped call did its first step and the one that noticed.
     after = Calls(steps=1)
