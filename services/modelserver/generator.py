@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
-from services.common.errors import Unavailable
 from services.modelserver.jobs import Progress, StepHook
 from services.modelserver.limits import Sampling, check_sampling
 from services.modelserver.pipeline import ModelPipeline, PipelineJob
+from services.modelserver.refusals import StillLoading
 from services.modelserver.runner import GenerationOutput, PartialOutput, Runner
 from services.modelserver.settings import ModelServerSettings
 
@@ -65,7 +65,7 @@ class ModelGenerator(Generic[Settings, S, J]):
 
     def ready(self) -> ModelPipeline[J]:
         if self.pipeline is None:
-            raise Unavailable(
+            raise StillLoading(
                 f"the pipeline from {self.settings.location} is still loading; "
                 "retry when the health service says SERVING"
             )

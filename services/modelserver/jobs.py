@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 from services.common import requestid, tracing
-from services.common.errors import ResourceExhausted
 from services.modelserver import batching
 from services.modelserver.batching import Batchable, BatchStepFn, JobCancelled, Outcome
 from services.modelserver.metrics import (
@@ -50,6 +49,7 @@ from services.modelserver.metrics import (
     STEPS,
     WAITING,
 )
+from services.modelserver.refusals import QueueFull
 
 log = logging.getLogger("imagemesh.jobs")
 
@@ -177,6 +177,11 @@ class JobQueue:
         """The jobs of the call under way (empty when idle)."""
         return list(self._running)
 
+    def load(self) -> tuple[int, int]:
+        """(images waiting, images in the running call): what the gateway's routing reads."""
+        waiting = sum(job.work.images for job in self._waiting)
+        return waiting, sum(job.work.images for job in self._running)
+
     @overload
     def submit(
         self, work: Batchable[Any], total_steps: int, streaming: bool = False
@@ -200,9 +205,7 @@ class JobQueue:
         busy = bool(self._running) or bool(self._waiting)
         if busy and len(self._waiting) >= self.max_waiting:
             JOBS.labels(self.name, "rejected").inc()
-            raise ResourceExhausted(
-                f"queue full: {len(self._waiting)} waiting; retry later (with backoff)"
-            )
+            raise QueueFull(f"queue full: {len(self._waiting)} waiting; retry later (with backoff)")
         if not isinstance(work, Batchable):
             work = Batchable(item=work, call=_alone)
         job: Job[Any] = Job(self, work, total_steps, streaming)
