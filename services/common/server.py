@@ -59,6 +59,7 @@ class MeshServer:
         )
         self.port = 0
         self.metrics_port: int | None = None
+        self.serving = False  # what health says now (model servers report it in their Load)
 
     @property
     def address(self) -> str:
@@ -85,12 +86,14 @@ class MeshServer:
         await self._set_all(SERVING if serving else NOT_SERVING)
 
     async def _set_all(self, status: int) -> None:
+        self.serving = status == SERVING
         await self.health.set("", status)
         for name in self.service_names:
             await self.health.set(name, status)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING at once, then in-flight calls get `grace` seconds to finish."""
+        self.serving = False
         await self.health.enter_graceful_shutdown()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self.grpc.stop(grace)
