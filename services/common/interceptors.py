@@ -27,8 +27,9 @@ from services.common.errors import ServiceError
 
 log = logging.getLogger("imagemesh.rpc")
 
-# Health checks and reflection are called every few seconds by probes: keep them out of the logs.
-_QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+# Health checks and reflection are called every few seconds by probes, and the gateway polls each
+# model server's Load four times a second: keep them out of the logs.
+_QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.", "/imagemesh.v1.ModelServer/Load")
 
 
 class _Method:

@@ -20,15 +20,19 @@ import grpc
 
 from services.common.logs import configure_logging
 from services.common.server import MeshServer
+from services.modelserver import load
 from services.modelserver.info import add_info_servicer
 from services.modelserver.jobs import StepHook
 from services.modelserver.loader import PipelineLoadError
+from services.modelserver.runner import Runner
 from services.modelserver.settings import ModelServerSettings
 
 log = logging.getLogger("imagemesh.modelserver")
 
 
 class Loadable(Protocol):
+    runner: Runner  # its job queue's load is what the server's Load answers
+
     async def load(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -57,7 +61,10 @@ async def start(
     """Listens, loads the pipeline, reports SERVING; raises `PipelineLoadError` (server stopped)."""
     server = MeshServer(settings, [service_name])
     register(server.grpc)
-    add_info_servicer(settings, server.grpc)  # its switches, for the gateway's /v1/models
+    # Its switches, for the gateway's /v1/models; its load, for the gateway's routing.
+    add_info_servicer(
+        settings, server.grpc, load.reporter(generator.runner.queue, lambda: server.serving)
+    )
     await server.start()
     try:
         await generator.load()

@@ -2,7 +2,8 @@
 `GenerationResult` / `GenerationEvent` messages.
 
 A server's servicer derives from `Calls` and its generated base class, names its `spec_from`, and
-binds its two rpc names to `Calls.unary` and `Calls.stream`.
+binds its two rpc names to `Calls.unary` and `Calls.stream`. Every answer's trailing metadata
+carries the queue's load (`services/modelserver/load.py`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 import grpc
 from imagemesh.v1 import common_pb2
 
+from services.modelserver import load
 from services.modelserver.generator import ModelGenerator
 from services.modelserver.protomap import event_to_proto, output_format_name, result_to_proto
+from services.modelserver.refusals import NotStarted
 
 
 def sampling_fields(request: Any) -> dict[str, Any]:
@@ -52,10 +55,29 @@ class Calls:
     async def unary(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> common_pb2.GenerationResult:
-        return result_to_proto(await self._generator.generate(self.spec_from(request)))
+        not_started = False
+        try:
+            return result_to_proto(await self._generator.generate(self.spec_from(request)))
+        except NotStarted:
+            not_started = True
+            raise
+        finally:
+            self._report(context, not_started)
 
     async def stream(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[common_pb2.GenerationEvent]:
-        async for event in self._generator.generate_stream(self.spec_from(request)):
-            yield event_to_proto(event)
+        not_started = False
+        try:
+            async for event in self._generator.generate_stream(self.spec_from(request)):
+                yield event_to_proto(event)
+        except NotStarted:
+            not_started = True
+            raise
+        finally:
+            self._report(context, not_started)
+
+    def _report(self, context: grpc.aio.ServicerContext, not_started: bool) -> None:
+        """Every answer, error or not, ends with the queue's load (the gateway's routing reads
+        it), and a refusal given before the job was queued says so."""
+        context.set_trailing_metadata(load.trailer(self._generator.runner.queue, not_started))

@@ -1,0 +1,141 @@
+"""What a model server says of its load, for the gateway's routing: the `Load` RPC and the
+`imagemesh-load` trailer on every answer, and the not-started mark on refusals given before a
+job was queued (still loading, queue full), over a real gRPC channel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from imagemesh.v1 import common_pb2, common_pb2_grpc, qwen_image_pb2, qwen_image_pb2_grpc
+
+from services.common import loadreport
+from services.common.loadreport import Load
+from services.modelserver import service
+from services.modelserver.service import ModelService
+from services.qwen_image.generator import Generator
+from services.qwen_image.service import start
+from services.qwen_image.servicer import SERVICE_NAME, GenerationServicer
+from services.qwen_image.settings import QwenImageSettings
+from tests.support.ports import free_port
+from tests.support.step_gate import StepGate
+from tests.support.tiny_models import TINY_IMAGE_DIR, ensure_tiny_models
+from tests.support.waiting import eventually
+
+
+def request(n: int = 1) -> qwen_image_pb2.GenerateRequest:
+    return qwen_image_pb2.GenerateRequest(
+        prompt="a lighthouse", width=64, height=64, num_inference_steps=2, num_images=n, seed=5
+    )
+
+
+@pytest.fixture
+async def held() -> AsyncIterator[tuple[ModelService, StepGate, grpc.aio.Channel]]:
+    ensure_tiny_models()
+    gate = StepGate()
+    settings = QwenImageSettings(
+        listen="127.0.0.1:0",
+        metrics_listen="",
+        location=str(TINY_IMAGE_DIR),
+        max_queue=1,
+        max_batch_images=1,
+    )
+    server = await start(settings, step_hook=gate)
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        yield server, gate, channel
+    gate.release()
+    await server.close(0)
+
+
+async def test_load_and_trailers_follow_the_queue(held) -> None:  # type: ignore[no-untyped-def]
+    server, gate, channel = held
+    info = common_pb2_grpc.ModelServerStub(channel)
+    images = qwen_image_pb2_grpc.ImageGenerationStub(channel)
+    idle = await info.Load(common_pb2.LoadRequest())
+    assert (idle.queued_images, idle.running_images, idle.serving, idle.max_queue) == (
+        0,
+        0,
+        True,
+        1,
+    )
+
+    gate.arm()
+    running = images.Generate(request(n=2))
+    await gate.wait_held()
+    waiting = images.Generate(request(n=3))
+
+    async def queued() -> common_pb2.LoadResponse | None:
+        answer = await info.Load(common_pb2.LoadRequest())
+        return answer if answer.queued_jobs == 1 else None
+
+    busy = await eventually(queued, 30, "the second job queued")
+    assert (busy.queued_images, busy.running_images) == (3, 2)
+
+    # The queue is full: refused before it was queued, and the answer says so, with the load.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await images.Generate(request())
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert loadreport.read(refused.value.trailing_metadata()) == (Load(3, 2), True)
+
+    gate.release()
+    await running
+    first = loadreport.read(await running.trailing_metadata())
+    await waiting
+    last = loadreport.read(await waiting.trailing_metadata())
+    # As each call ended: the second job waiting or already running; then nothing.
+    assert first[0] in (Load(3, 0), Load(0, 3)) and first[1] is False
+    assert last == (Load(0, 0), False)
+
+
+async def test_a_stream_ends_with_the_load_too(held) -> None:  # type: ignore[no-untyped-def]
+    _, _, channel = held
+    call = qwen_image_pb2_grpc.ImageGenerationStub(channel).GenerateStream(request())
+    events = [event async for event in call]
+    assert events[-1].HasField("result")
+    assert loadreport.read(await call.trailing_metadata()) == (Load(0, 0), False)
+
+
+async def test_while_loading_load_says_not_serving_and_calls_are_marked_not_started() -> None:
+    ensure_tiny_models()
+    port = free_port()
+    settings = QwenImageSettings(
+        listen=f"127.0.0.1:{port}", metrics_listen="", location=str(TINY_IMAGE_DIR)
+    )
+    generator = Generator(settings)
+    may_load = asyncio.Event()
+    real_load = generator.load
+
+    async def slow_load() -> None:
+        await may_load.wait()
+        await real_load()
+
+    generator.load = slow_load  # type: ignore[method-assign]
+
+    def register(server: grpc.aio.Server) -> None:
+        qwen_image_pb2_grpc.add_ImageGenerationServicer_to_server(
+            GenerationServicer(generator), server
+        )
+
+    starting = asyncio.ensure_future(service.start(settings, generator, register, SERVICE_NAME))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        info = common_pb2_grpc.ModelServerStub(channel)
+        loading = await info.Load(common_pb2.LoadRequest(), wait_for_ready=True)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await qwen_image_pb2_grpc.ImageGenerationStub(channel).Generate(request())
+        may_load.set()
+        running = await starting
+        loaded = await info.Load(common_pb2.LoadRequest())
+    await running.close(0)
+    assert loading.serving is False and loaded.serving is True
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert loadreport.read(caught.value.trailing_metadata()) == (Load(0, 0), True)
+
+
+def test_the_trailer_format() -> None:
+    assert loadreport.parse_load("queued=3,running=4") == Load(3, 4)
+    assert loadreport.parse_load(" queued=1 , running=0,steps=9") == Load(1, 0)
+    assert loadreport.parse_load("queued=x,running=1") is None
+    assert loadreport.parse_load("") is None
+    assert loadreport.read([("imagemesh-load", b"queued=2,running=1")]) == (Load(2, 1), False)
