@@ -51,7 +51,7 @@ def mask_from(image: Image.Image) -> Image.Image:
     if has_alpha:
         alpha = image.convert("RGBA").getchannel("A")
         low, _ = alpha.getextrema()
-        if low < 255:  # some transparency: that is what marks the area
+        if int(low) < 255:  # type: ignore[arg-type]  # one band: (min, max) of ints  # some transparency: that is what marks the area
             return alpha.point(lambda a: 255 if a == 0 else 0)
     return image.convert("L")
 
