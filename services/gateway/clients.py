@@ -1,4 +1,6 @@
-"""The gateway's gRPC clients: one long-lived channel per backend, a deadline on every call.
+"""The gateway's gRPC clients: one long-lived channel per backend (per replica for the model
+servers, each call sent where the least work waits: `services/gateway/routing`), a deadline on
+every call.
 
 Every call carries the request id in its metadata and turns a gRPC error into the HTTP envelope
 (`errors.from_rpc_error`), naming the model or service the client asked for. Channels reconnect on
@@ -31,6 +33,10 @@ from prometheus_client import Histogram
 from services.common import requestid
 from services.common.channels import insecure_channel
 from services.gateway.errors import from_rpc_error
+from services.gateway.routing.picker import picker
+from services.gateway.routing.replicas import ReplicaSet
+from services.gateway.routing.router import Router
+from services.gateway.routing.stubs import RoutedStub
 from services.gateway.settings import LOCAL_BACKENDS, GatewaySettings
 
 log = logging.getLogger("imagemesh.gateway.clients")
@@ -45,30 +51,54 @@ BACKEND_LATENCY = Histogram(
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
+MODEL_SERVERS = ("qwen_image", "qwen_edit")
+
+
 class Backends:
-    """Channels and stubs of every backend; built inside the running event loop."""
+    """Channels and stubs of every backend; built inside the running event loop. The model
+    servers' stubs are routers over their replicas (`services/gateway/routing`)."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
+        self.routers = {name: self._router(name) for name in MODEL_SERVERS}
         self.channels: dict[str, grpc.aio.Channel] = {
             name: insecure_channel(settings.target(name), settings.max_message_bytes)
             for name in LOCAL_BACKENDS
+            if name not in self.routers
         }
-        self.qwen_image = qwen_image_pb2_grpc.ImageGenerationStub(self.channels["qwen_image"])
-        self.qwen_edit = qwen_edit_pb2_grpc.ImageEditingStub(self.channels["qwen_edit"])
+        self.qwen_image = RoutedStub(
+            self.routers["qwen_image"], qwen_image_pb2_grpc.ImageGenerationStub
+        )
+        self.qwen_edit = RoutedStub(self.routers["qwen_edit"], qwen_edit_pb2_grpc.ImageEditingStub)
         self.providers = providers_pb2_grpc.ProvidersStub(self.channels["providers"])
         self.storage = storage_pb2_grpc.StorageStub(self.channels["storage"])
         self.tasks = tasks_pb2_grpc.TasksStub(self.channels["tasks"])
         self._health = {
             name: health_pb2_grpc.HealthStub(channel) for name, channel in self.channels.items()
         }
-        self._model_servers = {
-            name: common_pb2_grpc.ModelServerStub(self.channels[name])
-            for name in ("qwen_image", "qwen_edit")
-        }
+
+    def _router(self, name: str) -> Router:
+        settings = self.settings
+        replicas = ReplicaSet(
+            name,
+            settings.target(name),
+            lambda address: insecure_channel(address, settings.max_message_bytes),
+        )
+        router = Router(
+            replicas,
+            picker(settings.routing_policy),
+            poll_seconds=settings.load_poll_ms / 1000,
+            resolve_seconds=settings.resolve_seconds,
+            probe_seconds=settings.health_deadline_seconds,
+        )
+        router.start()
+        return router
 
     async def close(self) -> None:
-        await asyncio.gather(*(channel.close() for channel in self.channels.values()))
+        await asyncio.gather(
+            *(channel.close() for channel in self.channels.values()),
+            *(router.close() for router in self.routers.values()),
+        )
 
     async def unary(
         self,
@@ -113,7 +143,11 @@ class Backends:
             call.cancel()
 
     async def health(self, backend: str) -> str:
-        """SERVING, NOT_SERVING, UNKNOWN, ... or UNREACHABLE (no answer within the deadline)."""
+        """SERVING, NOT_SERVING, UNKNOWN, ... or UNREACHABLE (no answer within the deadline); a
+        model server is SERVING when one of its replicas is."""
+        router = self.routers.get(backend)
+        if router is not None:
+            return await router.health(self.settings.health_deadline_seconds)
         try:
             response = await self._health[backend].Check(
                 health_pb2.HealthCheckRequest(service=""),
@@ -133,9 +167,10 @@ class Backends:
     async def describe(self, backend: str) -> dict[str, str] | None:
         """A model server's acceleration switches (`cache`, `compile`, ...), or None when it does
         not answer (or is not a model server)."""
-        stub = self._model_servers.get(backend)
-        if stub is None:
+        router = self.routers.get(backend)
+        if router is None:
             return None
+        stub = common_pb2_grpc.ModelServerStub(router.any_channel())
         try:
             info = await stub.Describe(
                 common_pb2.DescribeModelServerRequest(),

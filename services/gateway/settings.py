@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.common.fetch import AllowNetworks
 from services.common.settings import MIB
+from services.gateway.routing.replicas import parse_targets
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
 
@@ -46,8 +47,17 @@ class GatewaySettings(BaseSettings):
     public_base_url: str = ""
     catalog_path: Path = DEFAULT_CATALOG
 
+    # A model server's replicas: `host:port` entries separated by commas, and `dns:///host:port`
+    # names the gateway resolves to every address (services/gateway/routing).
     qwen_image_target: str = "127.0.0.1:50051"
     qwen_edit_target: str = "127.0.0.1:50052"
+    # How a call picks a model-server replica: the least outstanding work (power of two choices)
+    # or round_robin (for comparison).
+    routing_policy: Literal["least_work", "round_robin"] = "least_work"
+    # How often each replica's Load is polled, ms (0: only the answers' trailers report).
+    load_poll_ms: int = Field(default=250, ge=0)
+    # How often `dns:///` targets of the model servers are resolved again, seconds.
+    resolve_seconds: float = Field(default=10.0, gt=0)
     providers_target: str = "127.0.0.1:50053"
     storage_target: str = "127.0.0.1:50054"
     # The task service (seed 001's task API and DashScope's async one are thin clients of it).
@@ -109,6 +119,12 @@ class GatewaySettings(BaseSettings):
         "ready_backends",
         mode="before",
     )(_split)
+
+    @field_validator("qwen_image_target", "qwen_edit_target")
+    @classmethod
+    def _replica_targets(cls, value: str) -> str:
+        parse_targets(value)  # a bad entry names itself at start-up
+        return value
 
     @field_validator("ready_backends")
     @classmethod
