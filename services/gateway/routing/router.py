@@ -173,18 +173,21 @@ class Router:
         if code == grpc.StatusCode.UNAVAILABLE and not accepted:
             replica.load.unreachable()
         ruling = failover.verdict(code, accepted, not_started)
+        why = "before its job could start"
         if ruling is Verdict.IF_GONE:
             ruling = Verdict.ELSEWHERE if await self._gone(replica) else Verdict.ANSWER
+            why = "and is gone: its job died with it"
         if ruling is not Verdict.ELSEWHERE or time.monotonic() >= deadline:
             return False
         if self.pick(tried) is None:
             return False
         FAILOVERS.labels(self.backend, code.name).inc()
         log.info(
-            "%s: %s answered %s before its job could run there; trying another replica",
+            "%s: %s answered %s %s; trying another replica",
             self.backend,
             replica.address,
             code.name,
+            why,
         )
         return True
 
