@@ -177,10 +177,16 @@ class JobQueue:
         """The jobs of the call under way (empty when idle)."""
         return list(self._running)
 
-    def load(self) -> tuple[int, int]:
-        """(images waiting, images in the running call): what the gateway's routing reads."""
+    def load(self) -> tuple[int, int, int]:
+        """(images waiting, images in the running call, denoising steps left image by image:
+        all of the waiting jobs', the rest of the running call's): what routing reads."""
         waiting = sum(job.work.images for job in self._waiting)
-        return waiting, sum(job.work.images for job in self._running)
+        running = sum(job.work.images for job in self._running)
+        # A running image counts at least one step: its decode is still to come.
+        steps = sum(job.work.images * job.total_steps for job in self._waiting) + sum(
+            job.work.images * max(1, job.total_steps - job.steps_done) for job in self._running
+        )
+        return waiting, running, steps
 
     @overload
     def submit(

@@ -71,13 +71,14 @@ async def test_load_and_trailers_follow_the_queue(held) -> None:  # type: ignore
         return answer if answer.queued_jobs == 1 else None
 
     busy = await eventually(queued, 30, "the second job queued")
-    assert (busy.queued_images, busy.running_images) == (3, 2)
+    # Steps left, image by image: 3 x 2 waiting, 2 x 1 of the running call held in its step 1.
+    assert (busy.queued_images, busy.running_images, busy.remaining_steps) == (3, 2, 8)
 
     # The queue is full: refused before it was queued, and the answer says so, with the load.
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await images.Generate(request())
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert loadreport.read(refused.value.trailing_metadata()) == (Load(3, 2), True)
+    assert loadreport.read(refused.value.trailing_metadata()) == (Load(3, 2, 8), True)
 
     gate.release()
     await running
@@ -85,8 +86,8 @@ async def test_load_and_trailers_follow_the_queue(held) -> None:  # type: ignore
     await waiting
     last = loadreport.read(await waiting.trailing_metadata())
     # As each call ended: the second job waiting or already running; then nothing.
-    assert first[0] in (Load(3, 0), Load(0, 3)) and first[1] is False
-    assert last == (Load(0, 0), False)
+    assert first[0] in (Load(3, 0, 6), Load(0, 3, 6)) and first[1] is False
+    assert last == (Load(0, 0, 0), False)
 
 
 async def test_a_stream_ends_with_the_load_too(held) -> None:  # type: ignore[no-untyped-def]
@@ -94,7 +95,7 @@ async def test_a_stream_ends_with_the_load_too(held) -> None:  # type: ignore[no
     call = qwen_image_pb2_grpc.ImageGenerationStub(channel).GenerateStream(request())
     events = [event async for event in call]
     assert events[-1].HasField("result")
-    assert loadreport.read(await call.trailing_metadata()) == (Load(0, 0), False)
+    assert loadreport.read(await call.trailing_metadata()) == (Load(0, 0, 0), False)
 
 
 async def test_while_loading_load_says_not_serving_and_calls_are_marked_not_started() -> None:
@@ -130,12 +131,16 @@ async def test_while_loading_load_says_not_serving_and_calls_are_marked_not_star
     await running.close(0)
     assert loading.serving is False and loaded.serving is True
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert loadreport.read(caught.value.trailing_metadata()) == (Load(0, 0), True)
+    assert loadreport.read(caught.value.trailing_metadata()) == (Load(0, 0, 0), True)
 
 
 def test_the_trailer_format() -> None:
-    assert loadreport.parse_load("queued=3,running=4") == Load(3, 4)
-    assert loadreport.parse_load(" queued=1 , running=0,steps=9") == Load(1, 0)
+    assert loadreport.parse_load("queued=3,running=4,steps=20") == Load(3, 4, 20)
+    assert loadreport.parse_load("queued=3,running=4") == Load(3, 4, None)  # steps optional
+    assert loadreport.parse_load(" queued=1 , running=0,steps=9,next=1") == Load(1, 0, 9)
     assert loadreport.parse_load("queued=x,running=1") is None
     assert loadreport.parse_load("") is None
-    assert loadreport.read([("imagemesh-load", b"queued=2,running=1")]) == (Load(2, 1), False)
+    assert loadreport.read([("imagemesh-load", b"queued=2,running=1,steps=3")]) == (
+        Load(2, 1, 3),
+        False,
+    )

@@ -13,7 +13,7 @@ import pytest
 from services.common.loadreport import Load
 from services.gateway.routing import load as load_module
 from services.gateway.routing.failover import Verdict, verdict
-from services.gateway.routing.load import ReplicaLoad
+from services.gateway.routing.load import ReplicaLoad, weight
 from services.gateway.routing.picker import LeastWork, RoundRobin
 from services.gateway.routing.replicas import ReplicaSet, parse_targets
 
@@ -53,18 +53,26 @@ def test_round_robin_ignores_the_work() -> None:
     assert [picker.choose(replicas).name for _ in range(4)] == ["busy", "idle"] * 2
 
 
-def test_work_is_the_report_plus_the_calls_sent_since() -> None:
+def test_work_is_the_steps_reported_plus_the_calls_sent_since() -> None:
     load = ReplicaLoad()
-    first = load.sent(2)
-    assert load.work == 2
-    load.report(Load(queued=3, running=1))  # the server has counted the call by now
-    assert load.work == 4
-    second = load.sent(1)
+    first = load.sent(weight(images=2, steps=20))
+    assert load.work == 40
+    load.report(Load(queued=3, running=1, steps=70))  # the server has counted the call by now
+    assert load.work == 70
+    second = load.sent(weight(images=1, steps=2))
     load.ended(first)  # sent before the report: the report counted it, nothing to take off
-    assert load.work == 5
+    assert load.work == 72
     load.ended(second)
     load.ended(second)  # a stream may end twice: counted once
-    assert load.work == 4 and load.in_flight == 0
+    assert load.work == 70 and load.in_flight == 0
+
+
+def test_a_number_left_out_is_estimated_at_the_default_steps() -> None:
+    load = ReplicaLoad()
+    load.report(Load(queued=1, running=1))  # an older server: images only
+    assert load.work == 2 * load_module.DEFAULT_STEPS
+    load.sent(weight(images=0, steps=0))  # n and steps left to the server
+    assert load.work == 3 * load_module.DEFAULT_STEPS
 
 
 def test_a_replica_that_could_not_be_reached_is_skipped_until_it_answers_or_time_passes(

@@ -27,6 +27,7 @@ from services.common import loadreport, requestid
 from services.common.loadreport import Load
 from services.gateway.routing import failover
 from services.gateway.routing.failover import Verdict
+from services.gateway.routing.load import weight
 from services.gateway.routing.picker import Picker
 from services.gateway.routing.replicas import Replica, ReplicaSet
 
@@ -49,8 +50,10 @@ def _accepted(exc: grpc.aio.AioRpcError) -> bool:
     return any(key == requestid.METADATA_KEY for key, _ in exc.initial_metadata() or ())
 
 
-def _images(request: Any) -> int:
-    return max(1, int(getattr(request, "num_images", 0) or 0))
+def _work(request: Any) -> int:
+    """A request's work in steps, image by image (its fields as the model servers name them)."""
+    images = int(getattr(request, "num_images", 0) or 0)
+    return weight(images, int(getattr(request, "num_inference_steps", 0) or 0))
 
 
 class Router:
@@ -107,7 +110,7 @@ class Router:
             replica = self.pick(tried)
             assert replica is not None  # the first attempt always has a replica
             tried.append(replica)
-            ticket = replica.load.sent(_images(request))
+            ticket = replica.load.sent(_work(request))
             call = getattr(replica.stub(stub_type), name)(
                 request, timeout=max(0.001, deadline - time.monotonic()), metadata=metadata
             )
@@ -138,7 +141,7 @@ class Router:
             replica = self.pick(tried)
             assert replica is not None
             tried.append(replica)
-            ticket = replica.load.sent(_images(request))
+            ticket = replica.load.sent(_work(request))
             call = getattr(replica.stub(stub_type), name)(
                 request, timeout=max(0.001, deadline - time.monotonic()), metadata=metadata
             )
@@ -234,7 +237,12 @@ class Router:
 
     @staticmethod
     def _report(replica: Replica, answer: common_pb2.LoadResponse) -> None:
-        replica.load.report(Load(answer.queued_images, answer.running_images), answer.serving)
+        # An older server leaves remaining_steps at 0 whatever its queue: count its images then.
+        images = answer.queued_images + answer.running_images
+        steps = answer.remaining_steps if answer.remaining_steps or not images else None
+        replica.load.report(
+            Load(answer.queued_images, answer.running_images, steps), answer.serving
+        )
 
     async def _resolving(self) -> None:
         while True:
