@@ -3,7 +3,8 @@
 A benchmark is any `bench/<name>.py` (not starting with `_`) that defines `main()`; it prints its
 own table and target (MET / NOT MET) and writes JSON into bench/results/. Without names, the
 suite runs (DEFAULT: mesh overhead, throughput, the provider route, payload, storage, the step
-cache and regional compile, about thirteen minutes on an idle 2-core machine); `all` runs every
+cache and regional compile, queue-aware routing; about eighteen minutes on an idle 2-core
+machine); `all` runs every
 benchmark, the deep dives too (model_server: the gRPC server alone vs in-process, n=4, memory).
 BENCH_QUICK=1 makes every one shorter. Exits non-zero when a benchmark fails to run, not when a
 target is missed: the numbers are for people to read.
@@ -19,7 +20,16 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT = ["overhead", "throughput", "providers", "payload", "storage", "cache", "compile"]
+DEFAULT = [
+    "overhead",
+    "throughput",
+    "providers",
+    "payload",
+    "storage",
+    "cache",
+    "compile",
+    "routing",
+]
 
 
 def discover() -> list[str]:
