@@ -101,8 +101,13 @@ class Mesh:
 
 
 def start_mesh(
-    s3_env: dict[str, str], s3_endpoint: str, extra_env: dict[str, dict[str, str]] | None = None
+    s3_env: dict[str, str],
+    s3_endpoint: str,
+    extra_env: dict[str, dict[str, str]] | None = None,
+    name: str = "mesh",
 ) -> Mesh:
+    """Starts every process; `name` prefixes their names (and log files) when a second mesh
+    runs beside the session's, e.g. the fuzz run's with small limits."""
     extra_env = extra_env or {}
     targets = {
         name: f"127.0.0.1:{free_port()}"
@@ -172,14 +177,14 @@ def start_mesh(
         "tasks": "services.tasks",
         "gateway": "services.gateway",
     }
-    for name, module in modules.items():
-        env = {**envs[name], **extra_env.get(name, {})}
-        mesh.processes[name] = ServiceProcess.module(f"mesh-{name}", module, env=env)
+    for service, module in modules.items():
+        env = {**envs[service], **extra_env.get(service, {})}
+        mesh.processes[service] = ServiceProcess.module(f"{name}-{service}", module, env=env)
     try:
         for proc in mesh.processes.values():
             proc.start()  # no readiness wait here: they load side by side
-        for name in mesh.processes:
-            wait_until(_alive_and(mesh.processes[name], mesh.ready(name)), 180, name)
+        for service in mesh.processes:
+            wait_until(_alive_and(mesh.processes[service], mesh.ready(service)), 180, service)
     except BaseException:
         mesh.stop()
         raise
