@@ -52,6 +52,12 @@ class ModelServerSettings(ServerSettings, AccelerationSettings):
     default_steps: int = Field(default=50, ge=1)
     # Name put in GenerationResult.model; empty: the location.
     model_name: str = ""
+    # Per-request LoRA: a folder of `.safetensors` adapters, one name per file (the file name
+    # without the suffix), read again on every request; empty: no adapters.
+    lora_dir: str = ""
+    # Adapters kept loaded in the pipeline (least recently used evicted); the base weights stay.
+    max_loaded_loras: int = Field(default=4, ge=1)
+    max_loras_per_request: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
     def _check_ranges(self) -> ModelServerSettings:
@@ -63,4 +69,8 @@ class ModelServerSettings(ServerSettings, AccelerationSettings):
                 raise ValueError(f"{name} must be a multiple of 16")
         if not self.min_steps <= self.default_steps <= self.max_steps:
             raise ValueError("default_steps must lie within min_steps..max_steps")
+        if self.max_loras_per_request > self.max_loaded_loras:
+            raise ValueError("max_loras_per_request must not exceed max_loaded_loras")
+        if self.lora_dir and not Path(self.lora_dir).expanduser().is_dir():
+            raise ValueError(f"lora_dir: {self.lora_dir} is not a folder (of .safetensors adapters)")
         return self
