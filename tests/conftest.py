@@ -4,9 +4,12 @@ once per session (the integration and the reliability suites share one mesh)."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +33,7 @@ class S3Server:
     process: ServiceProcess
     host: str
     port: int
+    data_dir: Path
     access_key: str = "imagemesh"
     secret_key: str = "imagemesh-secret"
 
@@ -45,10 +49,21 @@ class S3Server:
             "STORAGE_SECRET_KEY": self.secret_key,
         }
 
+    def restart(self) -> None:
+        """Back on the same endpoint over the same data folder, as the supervisor brings it back."""
+        self.process = start_s3(self.process.name, self.port, self.data_dir).process
 
-def start_s3(name: str = "s3", port: int | None = None) -> S3Server:
-    """Starts an S3 server; give `port` to bring one back on the same endpoint after a stop."""
+    def stop(self) -> None:
+        """Stopped, and its objects gone with its data folder."""
+        self.process.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def start_s3(name: str = "s3", port: int | None = None, data_dir: Path | None = None) -> S3Server:
+    """Starts the embedded S3 server (scripts/s3_server.py) with its objects in `data_dir` (a new
+    temporary folder when not given); `port` and `data_dir` of a stopped one bring it back."""
     host, port = "127.0.0.1", port or free_port()
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix=f"imagemesh-test-{name}-"))
     process = ServiceProcess(
         name,
         [
@@ -58,19 +73,22 @@ def start_s3(name: str = "s3", port: int | None = None) -> S3Server:
             host,
             "--port",
             str(port),
+            "--data-dir",
+            str(data_dir),
         ],
         ready=lambda: port_open(host, port),
         ready_timeout=30,
     ).start()
-    return S3Server(process, host, port)
+    return S3Server(process, host, port, data_dir)
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    """A real S3 server (MinIO if installed, else moto's standalone server) on loopback."""
+    """A real S3 server on loopback (MinIO if installed, else SeaweedFS): objects on disk,
+    signatures checked."""
     server = start_s3()
     yield server
-    server.process.stop()
+    server.stop()
 
 
 @pytest.fixture(scope="session")
