@@ -72,5 +72,7 @@ class ModelServerSettings(ServerSettings, AccelerationSettings):
         if self.max_loras_per_request > self.max_loaded_loras:
             raise ValueError("max_loras_per_request must not exceed max_loaded_loras")
         if self.lora_dir and not Path(self.lora_dir).expanduser().is_dir():
-            raise ValueError(f"lora_dir: {self.lora_dir} is not a folder (of .safetensors adapters)")
+            raise ValueError(
+                f"lora_dir: {self.lora_dir} is not a folder (of .safetensors adapters)"
+            )
         return self
