@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from imagemesh.v1 import storage_pb2, storage_pb2_grpc
 
@@ -18,16 +20,18 @@ BUCKET = "test-storage-s3-down"
 
 
 class OwnS3:
-    """An S3 server of this test's own, stopped and started again on the same port."""
+    """An S3 server of this test's own, stopped and started again on the same port and data
+    folder."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path) -> None:
         self.port = free_port()
+        self.data_dir = data_dir
         self.server: S3Server | None = None
         self.endpoint = f"127.0.0.1:{self.port}"
         self.access_key, self.secret_key = "imagemesh", "imagemesh-secret"
 
     def start(self) -> None:
-        self.server = start_s3("s3-down", port=self.port)
+        self.server = start_s3("s3-down", port=self.port, data_dir=self.data_dir)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -36,8 +40,8 @@ class OwnS3:
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[OwnS3]:
-    own = OwnS3()
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnS3]:
+    own = OwnS3(tmp_path_factory.mktemp("s3-down"))
     yield own
     own.stop()
 
@@ -77,7 +81,10 @@ async def test_s3_down_then_back_without_restarting_the_service(stub, s3: OwnS3)
         await stub.Get(storage_pb2.GetRequest(key=first.key))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
-    # Back on the same endpoint, empty (moto keeps nothing): the bucket is made again.
+    # Back on the same endpoint with what it stored before: the earlier link reads back, and
+    # new uploads go on.
     s3.start()
+    earlier = httpx.get(first.url, timeout=30)
+    assert earlier.status_code == 200 and earlier.content == png_bytes(seed=1)
     again = await _put(stub, 2)
     assert read_object(minio_client(s3), BUCKET, again.key) == png_bytes(seed=2)
