@@ -9,12 +9,14 @@ what to fix, before the request takes a queue slot); the rest is the same for ev
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Generic, TypeVar
 
 from services.modelserver.jobs import Progress, StepHook
 from services.modelserver.limits import Sampling, check_sampling
+from services.modelserver.loras import LoraEntry, LoraLibrary, LoraRef, LoraSet
 from services.modelserver.pipeline import ModelPipeline, PipelineJob
 from services.modelserver.refusals import StillLoading
 from services.modelserver.runner import GenerationOutput, PartialOutput, Runner
@@ -26,7 +28,7 @@ class SamplingSpec:
     """The fields every request has, as the caller sent them: 0 and None mean "server default"."""
 
     prompt: str
-    negative_prompt: str = ""
+    negative_prompt: str | None = None  # None: no true CFG; "" runs it with an empty one
     width: int = 0
     height: int = 0
     num_inference_steps: int = 0
@@ -36,6 +38,8 @@ class SamplingSpec:
     num_images: int = 0
     output_format: str = "png"
     partial_images: int = 0  # 0..3 previews in a stream (`generate_stream`)
+    loras: tuple[LoraRef, ...] = ()  # up to MAX_LORAS_PER_REQUEST adapters from LORA_DIR
+    output_compression: int | None = None  # 0..100, JPEG/WebP quality; None: 95
 
 
 S = TypeVar("S", bound=SamplingSpec)
@@ -73,7 +77,7 @@ class ModelGenerator(Generic[Settings, S, J]):
 
     def sampling(self, spec: SamplingSpec) -> Sampling:
         """The shared fields checked, server defaults filled in."""
-        return check_sampling(
+        sampling = check_sampling(
             self.settings,
             prompt=spec.prompt,
             negative_prompt=spec.negative_prompt,
@@ -84,7 +88,20 @@ class ModelGenerator(Generic[Settings, S, J]):
             num_images=spec.num_images,
             output_format=spec.output_format,
             partial_images=spec.partial_images,
+            output_compression=spec.output_compression,
         )
+        return replace(sampling, loras=self.check_loras(spec.loras))
+
+    def check_loras(self, refs: tuple[LoraRef, ...]) -> LoraSet:
+        """The request's adapters, checked against the loaded pipeline's library."""
+        return self.ready().lora_library.check(refs) if refs else ()
+
+    def lora_entries(self) -> list[LoraEntry]:
+        """The adapters of LORA_DIR as Describe lists them (before the load: none loaded)."""
+        if self.pipeline is not None:
+            return self.pipeline.lora_library.entries()
+        settings = self.settings
+        return LoraLibrary(settings.lora_dir, settings.max_loras_per_request).entries()
 
     async def prepare(self, spec: S) -> J:
         """The job for a request, or `InvalidArgument` naming what to fix."""
@@ -93,7 +110,9 @@ class ModelGenerator(Generic[Settings, S, J]):
     async def generate(self, spec: S) -> GenerationOutput:
         pipeline = self.ready()
         job = await self.prepare(spec)
-        return await self.runner.run(pipeline.batchable(job), job.sampling)
+        tokens = pipeline.input_tokens(job)
+        output = await self.runner.run(pipeline.batchable(job), job.sampling)
+        return dataclasses.replace(output, input_tokens=tokens)
 
     async def generate_stream(
         self, spec: S
@@ -101,7 +120,10 @@ class ModelGenerator(Generic[Settings, S, J]):
         """Queue position, each step, the previews asked for, then the output."""
         pipeline = self.ready()
         job = await self.prepare(spec)
+        tokens = pipeline.input_tokens(job)
         async for event in self.runner.stream(pipeline.batchable(job), job.sampling):
+            if isinstance(event, GenerationOutput):
+                event = dataclasses.replace(event, input_tokens=tokens)
             yield event
 
     async def close(self) -> None:

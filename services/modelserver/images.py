@@ -20,6 +20,10 @@ FORMATS = {
     "jpeg": ("JPEG", "image/jpeg", {"quality": 95}),
     "webp": ("WEBP", "image/webp", {"quality": 95}),
 }
+# Formats whose `quality` OpenAI's `output_compression` (0..100, 100 = best) sets; PNG is
+# lossless and ignores it, as OpenAI's API does.
+LOSSY = frozenset({"jpeg", "webp"})
+DEFAULT_COMPRESSION = 95
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,15 @@ class EncodedImage:
     seed: int
 
 
-def encode_image(image: Image.Image, output_format: str, seed: int) -> EncodedImage:
+def encode_image(
+    image: Image.Image, output_format: str, seed: int, compression: int | None = None
+) -> EncodedImage:
     """Encodes a PIL image; PNG at compression level 1 (noise-like images barely compress more,
-    and level 6, PIL's default, costs several times the CPU for a 1024x1024 picture)."""
+    and level 6, PIL's default, costs several times the CPU for a 1024x1024 picture); JPEG and
+    WebP at quality `compression` (None: 95)."""
     pil_format, mime, options = FORMATS[output_format]
+    if output_format in LOSSY and compression is not None:
+        options = {**options, "quality": compression}
     buffer = io.BytesIO()
     image.save(buffer, format=pil_format, **options)
     return EncodedImage(buffer.getvalue(), mime, image.width, image.height, seed)

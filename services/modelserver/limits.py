@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from services.common.errors import InvalidArgument
 from services.modelserver.images import FORMATS
+from services.modelserver.loras import LoraSet
 from services.modelserver.settings import ModelServerSettings
 
 MAX_SEED = 2**63 - 1  # Image.seed is an int64
@@ -29,13 +30,15 @@ class Sampling:
     num_images: int
     output_format: str  # a key of images.FORMATS
     partial_images: int = 0  # previews a stream gets (0..MAX_PARTIAL_IMAGES)
+    loras: LoraSet = ()  # the adapters, checked (`loras.py`); set by `ModelGenerator.sampling`
+    output_compression: int | None = None  # JPEG/WebP quality 0..100; None: 95
 
 
 def check_sampling(
     settings: ModelServerSettings,
     *,
     prompt: str,
-    negative_prompt: str = "",
+    negative_prompt: str | None = None,
     num_inference_steps: int = 0,
     true_cfg_scale: float | None = None,
     guidance_scale: float | None = None,
@@ -43,15 +46,19 @@ def check_sampling(
     num_images: int = 0,
     output_format: str = "png",
     partial_images: int = 0,
+    output_compression: int | None = None,
 ) -> Sampling:
-    """Checks the shared fields (0 or None = server default) and resolves the defaults."""
+    """Checks the shared fields (0 or None = server default) and resolves the defaults.
+
+    `negative_prompt` None is no negative prompt (no true CFG); "" is an empty one, with which
+    true CFG runs (seed 003's default): the two stay distinct."""
     if not prompt.strip():
         raise InvalidArgument("prompt: must not be empty; describe the image you want")
     if len(prompt) > settings.max_prompt_chars:
         raise InvalidArgument(
             f"prompt: {len(prompt)} characters; at most {settings.max_prompt_chars}"
         )
-    if len(negative_prompt) > settings.max_prompt_chars:
+    if negative_prompt is not None and len(negative_prompt) > settings.max_prompt_chars:
         raise InvalidArgument(
             f"negative_prompt: {len(negative_prompt)} characters; at most {settings.max_prompt_chars}"
         )
@@ -72,6 +79,10 @@ def check_sampling(
         raise InvalidArgument(
             f"output_format: {output_format} is not supported; use one of {', '.join(FORMATS)}"
         )
+    if output_compression is not None and not 0 <= output_compression <= 100:
+        raise InvalidArgument(
+            f"output_compression: {output_compression} is outside 0..100 (JPEG/WebP quality)"
+        )
     if not 0 <= partial_images <= MAX_PARTIAL_IMAGES:
         raise InvalidArgument(
             f"partial_images: {partial_images} is outside 0..{MAX_PARTIAL_IMAGES} "
@@ -79,7 +90,7 @@ def check_sampling(
         )
     return Sampling(
         prompt=prompt,
-        negative_prompt=negative_prompt or None,
+        negative_prompt=negative_prompt,
         steps=steps,
         true_cfg_scale=true_cfg_scale,
         guidance_scale=guidance_scale,
@@ -87,6 +98,7 @@ def check_sampling(
         num_images=count,
         output_format=output_format,
         partial_images=partial_images,
+        output_compression=output_compression,
     )
 
 

@@ -18,8 +18,11 @@ from services.modelserver.acceleration import load_accelerated
 from services.modelserver.batching import Batchable, BatchStepFn
 from services.modelserver.limits import Sampling, guidance_arguments
 from services.modelserver.loader import LoadedPipeline, load_pipeline
+from services.modelserver.lora_adapters import LoraAdapters
+from services.modelserver.loras import LoraLibrary, LoraSet
 from services.modelserver.previews import batch_callback
 from services.modelserver.settings import ModelServerSettings
+from services.modelserver.tokens import InputTokens, TokenCounter
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class PipelineJob:
 class BatchKey:
     """What every job of one pipeline call must share. The scheduler's settings are the loaded
     pipeline's (no request changes them), so the class stands for them; `adapters` is the LoRA
-    set, once there is one."""
+    set with its scales (one `set_adapters` per call)."""
 
     pipeline_class: str
     width: int
@@ -44,7 +47,7 @@ class BatchKey:
     guidance: tuple[tuple[str, float], ...]  # true_cfg_scale / guidance_scale as passed
     negative_prompt: bool  # true CFG runs only with one
     input_images: int = 0
-    adapters: tuple[str, ...] = ()
+    adapters: LoraSet = ()
 
 
 J = TypeVar("J", bound=PipelineJob)
@@ -57,6 +60,9 @@ class ModelPipeline(Generic[J]):
 
     def __init__(self, loaded: LoadedPipeline, settings: ModelServerSettings) -> None:
         self.loaded = loaded
+        self.lora_library = LoraLibrary(settings.lora_dir, settings.max_loras_per_request)
+        self.adapters = LoraAdapters(loaded.pipe, self.lora_library, settings.max_loaded_loras)
+        self.tokens = TokenCounter.of(loaded.pipe)
 
     @classmethod
     def load(cls, settings: ModelServerSettings) -> Self:
@@ -95,6 +101,19 @@ class ModelPipeline(Generic[J]):
             **guidance_arguments(sampling),
         }
 
+    def input_tokens(self, job: J) -> InputTokens:
+        """The job's input in tokens (`tokens.py`): its text, and its input images."""
+        sampling = job.sampling
+        return InputTokens(
+            text=self.tokens.text_tokens(sampling.prompt, sampling.negative_prompt),
+            image=self.input_image_tokens(job),
+        )
+
+    def input_image_tokens(self, job: J) -> int:
+        """Tokens the job's input images add to the transformer's sequence; none here (an
+        img2img input starts the latents, it adds no tokens)."""
+        return 0
+
     def batch_key(self, job: J) -> BatchKey | None:
         """The key of the calls `job` can share, or None when it runs alone."""
         return None
@@ -109,6 +128,7 @@ class ModelPipeline(Generic[J]):
             guidance=tuple(sorted(guidance_arguments(sampling).items())),
             negative_prompt=sampling.negative_prompt is not None,
             input_images=input_images,
+            adapters=sampling.loras,
         )
 
     def arguments(self, job: J) -> dict[str, Any]:
@@ -142,6 +162,7 @@ class ModelPipeline(Generic[J]):
         """Runs the pipeline once for `jobs` (blocking) and returns each job's PIL images;
         `step` after each step may raise to stop it, and gets each job's previews."""
         callback = batch_callback(step, jobs)
+        self.adapters.activate(jobs[0].sampling.loras)  # the same for every job of a call
         pipe = self.pipe_for(jobs[0])
         result = pipe(**self.call_arguments(jobs), callback_on_step_end=callback)
         images = list(result.images)

@@ -7,6 +7,7 @@ from imagemesh.v1 import common_pb2
 from services.modelserver.images import EncodedImage
 from services.modelserver.jobs import Progress
 from services.modelserver.runner import GenerationOutput, PartialOutput
+from services.modelserver.tokens import image_tokens
 
 _FORMAT_NAMES: dict[int, str] = {
     common_pb2.OUTPUT_FORMAT_UNSPECIFIED: "png",
@@ -32,12 +33,26 @@ def image_to_proto(image: EncodedImage) -> common_pb2.Image:
     )
 
 
+def usage_of(output: GenerationOutput) -> common_pb2.Usage:
+    """Pixels and images, and OpenAI's token counts (`tokens.py` says what each counts)."""
+    made = sum(image_tokens(image.width, image.height) for image in output.images)
+    given = output.input_tokens
+    return common_pb2.Usage(
+        width=output.width,
+        height=output.height,
+        image_count=len(output.images),
+        input_tokens=given.text + given.image,
+        output_tokens=made,
+        input_text_tokens=given.text,
+        input_image_tokens=given.image,
+        total_tokens=given.text + given.image + made,
+    )
+
+
 def result_to_proto(output: GenerationOutput) -> common_pb2.GenerationResult:
     return common_pb2.GenerationResult(
         images=[image_to_proto(image) for image in output.images],
-        usage=common_pb2.Usage(
-            width=output.width, height=output.height, image_count=len(output.images)
-        ),
+        usage=usage_of(output),
         model=output.model,
         elapsed_seconds=output.elapsed_seconds,
     )

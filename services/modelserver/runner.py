@@ -22,6 +22,7 @@ from services.modelserver.jobs import Job, JobQueue, Preview, Progress, StepHook
 from services.modelserver.limits import Sampling
 from services.modelserver.loader import choose_device
 from services.modelserver.settings import ModelServerSettings
+from services.modelserver.tokens import InputTokens
 
 Work = Batchable[Any]  # a job's part of a pipeline call; the call returns PIL images per job
 Timed = tuple[list[Any], float]  # a job's images, seconds of its call
@@ -34,6 +35,7 @@ class GenerationOutput:
     height: int
     model: str
     elapsed_seconds: float  # pipeline time, queue and encoding excluded
+    input_tokens: InputTokens = InputTokens()  # the request's, counted by the pipeline's tokenizer
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,12 @@ class Runner:
     ) -> GenerationOutput:
         encoded = await asyncio.to_thread(
             lambda: [
-                encode_image(image, sampling.output_format, sampling.seed + index)
+                encode_image(
+                    image,
+                    sampling.output_format,
+                    sampling.seed + index,
+                    sampling.output_compression,
+                )
                 for index, image in enumerate(images)
             ]
         )

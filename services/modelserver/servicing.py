@@ -16,6 +16,7 @@ from imagemesh.v1 import common_pb2
 
 from services.modelserver import load
 from services.modelserver.generator import ModelGenerator
+from services.modelserver.loras import LoraRef
 from services.modelserver.protomap import event_to_proto, output_format_name, result_to_proto
 from services.modelserver.refusals import NotStarted
 
@@ -29,7 +30,7 @@ def sampling_fields(request: Any) -> dict[str, Any]:
 
     return {
         "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
+        "negative_prompt": optional("negative_prompt"),
         "width": request.width,
         "height": request.height,
         "num_inference_steps": request.num_inference_steps,
@@ -39,6 +40,10 @@ def sampling_fields(request: Any) -> dict[str, Any]:
         "num_images": request.num_images,
         "output_format": output_format_name(request.output_format),
         "partial_images": request.partial_images,
+        "loras": tuple(
+            LoraRef(ref.name, ref.scale if ref.HasField("scale") else None) for ref in request.loras
+        ),
+        "output_compression": optional("output_compression"),
     }
 
 

@@ -57,7 +57,7 @@ class EditGenerator(ModelGenerator[QwenEditSettings, EditSpec, EditJob]):
         if spec.width:
             check_size(self.settings, spec.width, spec.height)
             return EditJob(sampling, spec.width, spec.height, images)
-        width, height = default_size(images[0])
+        width, height = default_size(images[0], self.settings.max_size)
         try:
             check_size(self.settings, width, height)
         except InvalidArgument as exc:

@@ -59,7 +59,8 @@ class TaskRunner:
         revised = await self._extend(spec) if spec.prompt_extend else None
         request = qwen_image_pb2.GenerateRequest(
             prompt=revised or spec.prompt,
-            negative_prompt=spec.negative_prompt,
+            # Unset unless given: "" would turn true CFG on (the proto keeps them apart).
+            negative_prompt=spec.negative_prompt or None,
             width=spec.width,
             height=spec.height,
             num_inference_steps=spec.num_inference_steps,

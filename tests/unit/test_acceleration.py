@@ -209,7 +209,7 @@ async def test_regional_compile_is_warmed_up_before_the_first_request(
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     assert graphs > 0
     try:
-        for negative in ("blurry", ""):  # true CFG on and off: both compiled by the warm-up
+        for negative in ("blurry", None):  # true CFG on and off: both compiled by the warm-up
             output = await generator.generate(
                 GenerateSpec(prompt="a red fox", negative_prompt=negative, num_inference_steps=3)
             )

@@ -31,6 +31,8 @@ SETTINGS = ModelServerSettings(default_steps=30)
         ({"seed": MAX_SEED}, "seed:"),
         ({"output_format": "OutputFormat(9)"}, "output_format: OutputFormat(9) is not supported"),
         ({"partial_images": 4}, "partial_images: 4 is outside 0..3"),
+        ({"output_compression": 101}, "output_compression: 101 is outside 0..100"),
+        ({"output_compression": -1}, "output_compression: -1 is outside 0..100"),
     ],
 )
 def test_bad_fields_name_the_field(fields: dict, message: str) -> None:
@@ -45,6 +47,9 @@ def test_defaults_are_filled_in() -> None:
     assert guidance_arguments(sampling) == {"true_cfg_scale": 1.0}
     with_negative = check_sampling(SETTINGS, prompt="a cat", negative_prompt=" ", seed=7)
     assert with_negative.seed == 7 and guidance_arguments(with_negative) == {}
+    # "" is a negative prompt too (seed 003's default): true CFG runs, unlike with None.
+    empty = check_sampling(SETTINGS, prompt="a cat", negative_prompt="")
+    assert empty.negative_prompt == "" and guidance_arguments(empty) == {}
 
 
 @pytest.mark.parametrize(
