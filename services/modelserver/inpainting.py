@@ -65,19 +65,24 @@ def check_mask_size(mask: Image.Image, image: Image.Image, image_field: str) -> 
 
 
 def check_strength(strength: float | None, default: float, steps: int) -> float:
-    """`strength` in (0, 1] (default when None), such that at least one step runs: the
-    pipelines run int(steps x strength) of the steps."""
+    """`strength` in (0, 1] (default when None), such that at least one step runs."""
     value = default if strength is None else strength
     if not (math.isfinite(value) and 0.0 < value <= 1.0):
         raise InvalidArgument(
             f"strength: {value} is outside 0..1 (0 excluded; 1 redraws from noise)"
         )
-    if int(steps * value) < 1:
+    if steps_run(steps, value) < 1:
         raise InvalidArgument(
             f"strength: {value} x {steps} steps runs no denoising step; "
             f"raise strength to at least {1 / steps:.3g} or ask for more steps"
         )
     return value
+
+
+def steps_run(steps: int, strength: float) -> int:
+    """The denoising steps a diffusers img2img / inpaint call of `steps` runs at `strength`: it
+    skips the first int(steps - steps x strength) of the schedule (their `get_timesteps`)."""
+    return steps - int(max(steps - steps * strength, 0))
 
 
 def round_size(image: Image.Image, multiple: int = 16) -> tuple[int, int]:

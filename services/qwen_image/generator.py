@@ -1,21 +1,44 @@
-"""Text to image without gRPC: a request's checks; the rest is `ModelGenerator`'s.
+"""Text to image (and, with an input image, img2img or inpainting) without gRPC: a request's
+checks; the rest is `ModelGenerator`'s.
 
-`Generator` refuses bad requests with `InvalidArgument` before they take a queue slot.
+`Generator` refuses bad requests with `InvalidArgument` before they take a queue slot: a mask
+without an image, a mask of another size than the image, `strength` outside (0, 1].
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from dataclasses import dataclass
 
+from PIL import Image
+
+from services.common.errors import InvalidArgument
 from services.modelserver.generator import ModelGenerator, SamplingSpec
+from services.modelserver.images import decode_image
+from services.modelserver.inpainting import (
+    IMG2IMG_STRENGTH,
+    INPAINT_STRENGTH,
+    check_mask_size,
+    check_strength,
+    read_mask,
+    round_size,
+    steps_run,
+)
 from services.modelserver.limits import check_size
 from services.qwen_image.pipeline import TextToImageJob, TextToImagePipeline
 from services.qwen_image.settings import QwenImageSettings
 
+ImageSource = bytes | str  # encoded bytes, or a URL (which model servers do not fetch)
+
 
 @dataclass(frozen=True)
 class GenerateSpec(SamplingSpec):
-    """A text-to-image request as the caller sent it: 0 and None mean "server default"."""
+    """A request as the caller sent it: 0 and None mean "server default"."""
+
+    image: ImageSource | None = None  # img2img (or inpainting, with `mask`)
+    mask: ImageSource | None = None
+    strength: float | None = None
 
 
 class Generator(ModelGenerator[QwenImageSettings, GenerateSpec, TextToImageJob]):
@@ -23,7 +46,7 @@ class Generator(ModelGenerator[QwenImageSettings, GenerateSpec, TextToImageJob])
     pipeline_type = TextToImagePipeline
 
     def check(self, spec: GenerateSpec) -> TextToImageJob:
-        """The job for a request, or `InvalidArgument` naming what to fix."""
+        """The text-to-image job for a request, or `InvalidArgument` naming what to fix."""
         sampling = self.sampling(spec)
         width = spec.width or self.settings.default_width
         height = spec.height or self.settings.default_height
@@ -31,4 +54,46 @@ class Generator(ModelGenerator[QwenImageSettings, GenerateSpec, TextToImageJob])
         return TextToImageJob(sampling, width, height)
 
     async def prepare(self, spec: GenerateSpec) -> TextToImageJob:
-        return self.check(spec)
+        if spec.image is None:
+            if spec.mask is not None:
+                raise InvalidArgument("mask: needs the image it applies to; send image too")
+            if spec.strength is not None:
+                raise InvalidArgument("strength: applies to an input image; send image too")
+            return self.check(spec)
+        sampling = self.sampling(spec)
+        default = INPAINT_STRENGTH if spec.mask is not None else IMG2IMG_STRENGTH
+        strength = check_strength(spec.strength, default, sampling.steps)
+        if bool(spec.width) != bool(spec.height):
+            raise InvalidArgument("width and height: give both, or neither (sized from image)")
+        image, mask = await asyncio.to_thread(self._decode, spec.image, spec.mask)
+        width, height = (spec.width, spec.height) if spec.width else round_size(image)
+        try:
+            check_size(self.settings, width, height)
+        except InvalidArgument as exc:
+            if spec.width:
+                raise
+            raise InvalidArgument(
+                f"{exc.message} (the size of image, {image.width}x{image.height}); "
+                "send width and height"
+            ) from exc
+        # The pipelines run only the last `strength` share of the schedule: progress counts those.
+        run = dataclasses.replace(sampling, steps=steps_run(sampling.steps, strength))
+        return TextToImageJob(run, width, height, image, mask, strength, sampling.steps)
+
+    def _decode(
+        self, image: ImageSource, mask: ImageSource | None
+    ) -> tuple[Image.Image, Image.Image | None]:
+        for name, source in (("image", image), ("mask", mask)):
+            if isinstance(source, str):
+                raise InvalidArgument(
+                    f"{name}: model servers take image bytes, not URLs; fetch it first "
+                    "(the gateway and Storage.Fetch do)"
+                )
+        assert isinstance(image, bytes)
+        decoded = decode_image(image, "image", self.settings.max_input_pixels)
+        if mask is None:
+            return decoded, None
+        assert isinstance(mask, bytes)
+        read = read_mask(mask, self.settings.max_input_pixels)
+        check_mask_size(read, decoded, "image")
+        return decoded, read

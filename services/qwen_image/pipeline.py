@@ -1,8 +1,12 @@
-"""The diffusers `QwenImagePipeline` behind the Qwen-Image server.
+"""The diffusers `QwenImagePipeline` behind the Qwen-Image server, and its inpaint and img2img
+variants over the same weights (`QwenImageInpaintPipeline`, `QwenImageImg2ImgPipeline`, built
+with `from_pipe` at load: only new wrapper objects, see `modelserver.inpainting`).
 
-Jobs of the same size, steps and guidance share one call: `QwenImagePipeline` takes a list of
-prompts, a list of negative prompts (one per prompt; true CFG is on or off for the whole call, so
-whether there is a negative prompt is part of the key) and one generator per image.
+Text-to-image jobs of the same size, steps and guidance share one call: `QwenImagePipeline`
+takes a list of prompts, a list of negative prompts (one per prompt; true CFG is on or off for the
+whole call, so whether there is a negative prompt is part of the key) and one generator per
+image. Jobs with an input image run alone (`batch_key` None): every such job has its own image
+and mask, and running them alone keeps them out of text-to-image calls whatever the key says.
 """
 
 from __future__ import annotations
@@ -10,27 +14,59 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image
+
+from services.modelserver.inpainting import derive
 from services.modelserver.limits import guidance_arguments
+from services.modelserver.loader import LoadedPipeline
 from services.modelserver.pipeline import BatchKey, ModelPipeline, PipelineJob
+from services.modelserver.settings import ModelServerSettings
 
 PIPELINE_CLASSES = ("QwenImagePipeline",)
+INPAINT = "QwenImageInpaintPipeline"
+IMG2IMG = "QwenImageImg2ImgPipeline"
 
 
 @dataclass(frozen=True)
 class TextToImageJob(PipelineJob):
-    """A checked text-to-image request: the sampling parameters and the size are all it has."""
+    """A checked request: the sampling parameters and size; with `image`, an img2img job (and
+    with `mask` too, an inpainting one) at `strength`."""
+
+    image: Image.Image | None = None  # RGB, as sent (the pipelines resize it to the output's)
+    mask: Image.Image | None = None  # "L", white = change, the image's size
+    strength: float = 1.0
+    schedule_steps: int = 0  # with `image`: the steps asked for; sampling.steps = those run
 
 
 class TextToImagePipeline(ModelPipeline[TextToImageJob]):
     pipeline_classes = PIPELINE_CLASSES
 
-    def batch_key(self, job: TextToImageJob) -> BatchKey:
-        return self.shared_key(job)
+    def __init__(self, loaded: LoadedPipeline, settings: ModelServerSettings) -> None:
+        super().__init__(loaded, settings)
+        self.variants = {name: derive(loaded.pipe, name) for name in (INPAINT, IMG2IMG)}
+
+    def pipe_for(self, job: TextToImageJob) -> Any:
+        if job.image is None:
+            return self.loaded.pipe
+        return self.variants[INPAINT if job.mask is not None else IMG2IMG]
+
+    def batch_key(self, job: TextToImageJob) -> BatchKey | None:
+        return self.shared_key(job) if job.image is None else None
 
     def call_arguments(self, jobs: list[TextToImageJob]) -> dict[str, Any]:
         """One prompt (and negative prompt) per image, each job's own repeated `n` times; one
         generator per image, each job's own seeds."""
         head = jobs[0]
+        if head.image is not None:
+            (job,) = jobs
+            extra: dict[str, Any] = {
+                "image": job.image,
+                "strength": job.strength,
+                "num_inference_steps": job.schedule_steps,
+            }
+            if job.mask is not None:
+                extra["mask_image"] = job.mask
+            return {**self.sampling_arguments(job), **extra}
         per_image = [job for job in jobs for _ in range(job.sampling.num_images)]
         negative = head.sampling.negative_prompt is not None
         return {

@@ -18,3 +18,5 @@ class QwenImageSettings(ModelServerSettings):
     # Used when a request leaves width or height at 0 (the OpenAI default size).
     default_width: int = Field(default=1024, ge=16)
     default_height: int = Field(default=1024, ge=16)
+    # An input image (img2img, inpainting) or mask over this many pixels is refused before work.
+    max_input_pixels: int = Field(default=4096 * 4096, ge=1)
