@@ -108,6 +108,16 @@ class GatewaySettings(BaseSettings):
     prompt_extend_default: bool = False
     prompt_extend_model: str = "qwen-plus"
     prompt_extend_deadline_seconds: float = Field(default=30.0, gt=0)
+    # What an OpenAI-shaped request to a local model gets for a field it leaves out (seed 003's
+    # tables; services/gateway/openai_defaults.py). DashScope-shaped ones keep the model server's.
+    openai_default_size: str = "1664x928"  # generations; "auto": the model server's default
+    openai_default_steps: int = Field(default=50, ge=0)  # 0: the model server's default
+    openai_default_true_cfg_scale: float | None = Field(default=4.0, ge=0, le=50)
+    # "" is a negative prompt (true CFG runs with it); unset (null) turns true CFG off.
+    openai_default_negative_prompt: str | None = ""
+    openai_edit_default_negative_prompt: str | None = " "  # seed 003's edit table
+    # Seed 003's fixed 42 when set; unset: a random seed, reported in data[].seed.
+    openai_default_seed: int | None = Field(default=None, ge=0)
 
     log_level: str = "INFO"
 
