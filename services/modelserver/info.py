@@ -1,8 +1,10 @@
 """`imagemesh.v1.ModelServer`: what a model server runs with, for the gateway's /v1/models, and
 how much work it has now, for the gateway's routing.
 
-Thin: `Describe` answers `Acceleration.describe()` of the server's settings, fixed at start-up;
-`Load` answers the job queue's numbers and the server's health (`services/modelserver/load.py`).
+Thin: `Describe` answers `Acceleration.describe()` of the server's settings, fixed at start-up,
+and the LoRA adapters of its LORA_DIR as they are now (`loras.py`: listed on every call, broken
+ones marked unavailable); `Load` answers the job queue's numbers and the server's health
+(`services/modelserver/load.py`).
 """
 
 from __future__ import annotations
@@ -13,19 +15,42 @@ import grpc
 from imagemesh.v1 import common_pb2, common_pb2_grpc
 
 from services.modelserver.acceleration import Acceleration, AccelerationSettings
+from services.modelserver.loras import LoraEntry
 
 LoadReport = Callable[[], common_pb2.LoadResponse]
+LoraListing = Callable[[], list[LoraEntry]]
 
 
 class ModelServerInfoServicer(common_pb2_grpc.ModelServerServicer):
-    def __init__(self, settings: AccelerationSettings, load: LoadReport | None = None) -> None:
-        self._info = common_pb2.ModelServerInfo(**Acceleration(settings).describe())
+    def __init__(
+        self,
+        settings: AccelerationSettings,
+        load: LoadReport | None = None,
+        loras: LoraListing | None = None,
+    ) -> None:
+        self._info = common_pb2.ModelServerInfo()
+        for field, value in Acceleration(settings).describe().items():
+            setattr(self._info, field, value)
+        for name in ("max_loras_per_request", "max_loaded_loras"):
+            if hasattr(settings, name):  # a model server's settings (not bare switches)
+                setattr(self._info, name, getattr(settings, name))
         self._load = load
+        self._loras = loras
 
     async def Describe(  # noqa: N802 - the gRPC method name
         self, request: common_pb2.DescribeModelServerRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.ModelServerInfo:
-        return self._info
+        if self._loras is None:
+            return self._info
+        info = common_pb2.ModelServerInfo()
+        info.CopyFrom(self._info)
+        info.loras.extend(
+            common_pb2.LoraInfo(
+                name=entry.name, available=entry.available, reason=entry.reason, loaded=entry.loaded
+            )
+            for entry in self._loras()
+        )
+        return info
 
     async def Load(  # noqa: N802 - the gRPC method name
         self, request: common_pb2.LoadRequest, context: grpc.aio.ServicerContext
@@ -36,8 +61,11 @@ class ModelServerInfoServicer(common_pb2_grpc.ModelServerServicer):
 
 
 def add_info_servicer(
-    settings: AccelerationSettings, server: grpc.aio.Server, load: LoadReport | None = None
+    settings: AccelerationSettings,
+    server: grpc.aio.Server,
+    load: LoadReport | None = None,
+    loras: LoraListing | None = None,
 ) -> None:
     common_pb2_grpc.add_ModelServerServicer_to_server(
-        ModelServerInfoServicer(settings, load), server
+        ModelServerInfoServicer(settings, load, loras), server
     )

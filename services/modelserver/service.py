@@ -24,6 +24,7 @@ from services.modelserver import load
 from services.modelserver.info import add_info_servicer
 from services.modelserver.jobs import StepHook
 from services.modelserver.loader import PipelineLoadError
+from services.modelserver.loras import LoraEntry
 from services.modelserver.runner import Runner
 from services.modelserver.settings import ModelServerSettings
 
@@ -34,6 +35,8 @@ class Loadable(Protocol):
     runner: Runner  # its job queue's load is what the server's Load answers
 
     async def load(self) -> None: ...
+
+    def lora_entries(self) -> list[LoraEntry]: ...
 
     async def close(self) -> None: ...
 
@@ -61,9 +64,12 @@ async def start(
     """Listens, loads the pipeline, reports SERVING; raises `PipelineLoadError` (server stopped)."""
     server = MeshServer(settings, [service_name])
     register(server.grpc)
-    # Its switches, for the gateway's /v1/models; its load, for the gateway's routing.
+    # Its switches and adapters, for the gateway's /v1/models; its load, for the routing.
     add_info_servicer(
-        settings, server.grpc, load.reporter(generator.runner.queue, lambda: server.serving)
+        settings,
+        server.grpc,
+        load.reporter(generator.runner.queue, lambda: server.serving),
+        generator.lora_entries,
     )
     await server.start()
     try:
