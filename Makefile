@@ -87,26 +87,58 @@ typecheck: setup
 deploy-check: $(VENV_STAMP)
 	$(PY) -m pytest -q tests/deploy
 
-# Container images (needs a Docker engine; nothing in the tests does). One target per image in
+# Container images (needs a Docker engine; nothing in `make test` does). One target per image in
 # deploy/docker/Dockerfile; model servers in two flavours, tagged TAG-cpu and TAG-cuda. The names
 # and tags match deploy/base and the overlays: change IMAGE_REGISTRY and IMAGE_TAG together with
-# the overlay's `images:` (deploy/README.md).
+# the overlay's `images:` (deploy/README.md). No registry is needed: the base is Debian bookworm
+# itself (deploy/docker/base.sh: debootstrap, once, then reused), the builds install the lock
+# files' wheels, fetched on the host beforehand (deploy/docker/context.sh), with --no-index and
+# --require-hashes; the classic builder (DOCKER_BUILDKIT=0) is enough.
 DOCKER ?= docker
-# Extra `docker build` flags, e.g. --build-arg TORCH_CUDA_INDEX_URL=... (deploy/README.md).
+# Extra `docker build` flags, e.g. --build-arg BASE_IMAGE=... (deploy/README.md).
 DOCKER_BUILD_ARGS ?=
 IMAGE_REGISTRY ?= imagemesh
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGE_TARGETS := gateway providers storage tasks qwen-image-cpu qwen-edit-cpu qwen-image-cuda qwen-edit-cuda
+BASE_IMAGE ?= imagemesh/debian-python:bookworm
+CPU_IMAGE_TARGETS := gateway providers storage tasks qwen-image-cpu qwen-edit-cpu
+IMAGE_TARGETS := $(CPU_IMAGE_TARGETS) qwen-image-cuda qwen-edit-cuda
 # qwen-image-cpu -> $(IMAGE_REGISTRY)/qwen-image:$(IMAGE_TAG)-cpu; gateway -> .../gateway:$(IMAGE_TAG)
 image_ref = $(IMAGE_REGISTRY)/$(if $(filter %-cpu %-cuda,$(1)),$(patsubst %-$(lastword $(subst -, ,$(1))),%,$(1)):$(IMAGE_TAG)-$(lastword $(subst -, ,$(1))),$(1):$(IMAGE_TAG))
+DOCKER_BUILD := DOCKER_BUILDKIT=0 nice -n 10 $(DOCKER) build $(DOCKER_BUILD_ARGS) --build-arg BASE_IMAGE=$(BASE_IMAGE)
+
+.PHONY: locks image-base image-context images-cpu e2e-stand-ins e2e-containers
+
+# The images' hash-pinned lock files (deploy/docker/locks), from pyproject.toml's groups: run after
+# changing a pin, and commit them.
+locks: $(VENV_STAMP)
+	deploy/docker/locks.sh
+
+image-base:
+	DOCKER=$(DOCKER) deploy/docker/base.sh $(BASE_IMAGE)
+
+# The wheels of the locks the chosen targets install (the CUDA ones only for a CUDA target).
+image-context: $(VENV_STAMP)
+	deploy/docker/context.sh $(if $(filter %-cuda,$(IMAGE_TARGETS)),cuda)
 
 images: $(addprefix image-,$(IMAGE_TARGETS))
 
-image-%:
-	$(DOCKER) build $(DOCKER_BUILD_ARGS) -f deploy/docker/Dockerfile --target $* -t $(call image_ref,$*) .
+images-cpu:
+	$(MAKE) images IMAGE_TARGETS="$(CPU_IMAGE_TARGETS)"
+
+image-%: | image-base image-context
+	$(DOCKER_BUILD) -f deploy/docker/Dockerfile --target $* -t $(call image_ref,$*) .
 
 push-images: images
 	$(foreach target,$(IMAGE_TARGETS),$(DOCKER) push $(call image_ref,$(target)) &&) true
+
+# `make e2e-containers`: the cpu overlay's whole mesh as containers (scripts/e2e_containers), with
+# local stand-ins for the two Docker Hub images the manifests name (PostgreSQL, MinIO).
+e2e-stand-ins: | image-base image-context
+	$(DOCKER_BUILD) -f deploy/docker/e2e/Dockerfile --target postgres -t imagemesh-e2e/postgres:bookworm .
+	$(DOCKER_BUILD) -f deploy/docker/e2e/Dockerfile --target s3 -t imagemesh-e2e/s3:bookworm .
+
+e2e-containers: images-cpu e2e-stand-ins
+	$(PY) -m scripts.e2e_containers
 
 clean:
 	rm -rf gen models run .tools

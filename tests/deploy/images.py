@@ -154,7 +154,9 @@ def make_images(**variables: str) -> list[ImageBuild]:
     builds = []
     for line in result.stdout.splitlines():
         words = shlex.split(line)
-        if words[:2] == ["docker", "build"]:
+        # `DOCKER_BUILDKIT=0 nice -n 10 docker build ...`: the build wherever it starts.
+        at = next((i for i in range(len(words) - 1) if words[i : i + 2] == ["docker", "build"]), -1)
+        if at >= 0:
             builds.append(
                 ImageBuild(words[words.index("--target") + 1], words[words.index("-t") + 1])
             )
@@ -170,9 +172,35 @@ def run_commands(stage: str) -> list[str]:
     return [c.value[0] for c in stages()[stage].commands if c.cmd.upper() == "RUN"]
 
 
+LOCKS = ROOT / "deploy" / "docker" / "locks"
+
+
+def installed_locks(stage: str) -> list[str]:
+    """The lock files (deploy/docker/locks/NAME.txt) a stage's `pip install -r` commands install."""
+    return [m for run in run_commands(stage) for m in re.findall(r"-r locks/([\w-]+)\.txt", run)]
+
+
+def lock_group(lock: str) -> str:
+    """The dependency group a lock file resolves: `modelserver-cpu` -> `modelserver`."""
+    return re.sub(r"-(cpu|cuda)$", "", lock)
+
+
 def installed_groups(stage: str) -> list[str]:
-    """The dependency groups a stage's `pip install --group=NAME` commands install."""
-    return [m for run in run_commands(stage) for m in re.findall(r"--group[= ]([\w-]+)", run)]
+    """The dependency groups a stage installs, through their lock files."""
+    return [lock_group(lock) for lock in installed_locks(stage)]
+
+
+def lock_pins(lock: str) -> dict[str, tuple[str, list[str]]]:
+    """A lock file's distributions: canonical name -> (exact version, sha256 hashes)."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    name = ""
+    for line in (LOCKS / f"{lock}.txt").read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9][\w.-]*)(\[[\w,-]+\])?==(\S+)", line):
+            name = canonicalize_name(match[1])
+            pins[name] = (match[3], [])
+        elif match := re.search(r"--hash=sha256:([0-9a-f]{64})", line):
+            pins[name][1].append(match[1])
+    return pins
 
 
 @cache

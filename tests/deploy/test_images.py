@@ -13,9 +13,11 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.deploy.images import (
     DOCKERFILE,
+    LOCKS,
     chain,
     closure,
     context_sources,
@@ -24,12 +26,35 @@ from tests.deploy.images import (
     ignored,
     image_site_packages,
     installed_groups,
+    installed_locks,
     last,
+    lock_group,
+    lock_pins,
     make_images,
     run_commands,
     stages,
 )
 from tests.deploy.manifests import ROOT, SERVICES, Obj, containers
+
+MAKEFILE_TEXT = (ROOT / "Makefile").read_text()
+PIP_VERSION = re.search(r"^PIP_VERSION := (\S+)$", MAKEFILE_TEXT, re.M)[1]  # type: ignore[index]
+
+
+def ignored_by_git(path: str) -> bool:
+    result = subprocess.run(
+        ["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT, timeout=30, check=False
+    )
+    return result.returncode == 0
+
+
+def stage_env(name: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for command in stages()[name].commands:
+        if command.cmd.upper() == "ENV":
+            pairs = list(command.value)
+            env.update(zip(pairs[::2], pairs[1::2], strict=True))
+    return env
+
 
 # What each image runs (the manifests' SERVICES, and the task service).
 IMAGE_SERVICES = {**SERVICES, "tasks": "services.tasks"}
@@ -113,8 +138,14 @@ def test_stubs_are_generated_at_build_like_make_protos():
 
 
 def test_the_build_context_carries_what_the_images_copy_and_nothing_local():
+    fetched = (ROOT / "deploy" / "docker" / "context.sh").read_text()
     for source in context_sources():
-        assert (ROOT / source).exists(), f"COPY {source}: no such path"
+        if source.startswith("build/"):
+            # The wheels deploy/docker/context.sh fetches for the locks: generated, git-ignored.
+            assert f"fetch {source} " in fetched, f"COPY {source}: context.sh never fills it"
+            assert ignored_by_git(source), f"{source} would be committed"
+        else:
+            assert (ROOT / source).exists(), f"COPY {source}: no such path"
         assert not ignored(source), f"COPY {source}, but .dockerignore leaves it out"
     for local in (
         "gen/imagemesh/v1/common_pb2.py",
@@ -183,15 +214,52 @@ def test_each_slim_image_installs_only_its_services_group_and_no_torch(target: s
 
 
 @pytest.mark.parametrize("target", MODEL_IMAGES)
-def test_the_model_images_install_torch_first_then_the_modelserver_group(target: str):
-    # The CUDA flavour installs torch in either branch of an `if` (its index URL or PyPI's).
-    assert list(dict.fromkeys(installed_groups(venv_stage(target)))) == ["torch", "modelserver"]
+def test_the_model_images_install_the_modelserver_lock_of_their_torch_flavour(target: str):
+    flavour = target.rsplit("-", 1)[1]
+    assert installed_locks(venv_stage(target)) == [f"modelserver-{flavour}"]
     assert set(group("torch")) <= set(group("modelserver"))
+    pinned = group("torch")[0].split("==")[1]
+    torch_version = lock_pins(f"modelserver-{flavour}")["torch"][0]
+    # CPU: the local CPU build of the pinned release; CUDA: PyPI's wheel of it.
+    assert torch_version == (f"{pinned}+cpu" if flavour == "cpu" else pinned)
+
+
+@pytest.mark.parametrize("lock", sorted(p.stem for p in LOCKS.glob("*.txt")))
+def test_every_lock_pins_its_groups_versions_with_hashes(lock: str):
+    """The images install what the tests ran: each pin of the group, at the same version."""
+    pins = lock_pins(lock)
+    assert pins and all(hashes for _, hashes in pins.values()), f"{lock}: a pin without a hash"
+    name = lock_group(lock)
+    if name in dependency_groups():
+        wanted = group(name)
+    elif name == "pip":
+        wanted = [f"pip=={PIP_VERSION}"]
+    else:
+        # The S3 stand-in of `make e2e-containers`: moto's server, the tests' pin.
+        assert name == "s3", f"{lock}: which group?"
+        wanted = [r for r in group("dev") if r.startswith("moto")]
+    for requirement in wanted:
+        dist, version = re.sub(r"\[.*\]", "", requirement).split("==")
+        found = pins.get(canonicalize_name(dist), ("missing", []))[0]
+        assert found.split("+")[0] == version, f"{lock}: {dist} {found}, pyproject says {version}"
+
+
+def test_every_lock_the_dockerfile_installs_exists_and_context_sh_fetches_it():
+    fetched = (ROOT / "deploy" / "docker" / "context.sh").read_text()
+    for stage in stages():
+        for lock in installed_locks(stage):
+            assert (LOCKS / f"{lock}.txt").exists(), f"{stage}: no lock {lock}"
+            assert re.search(rf"fetch build/wheels\S* .*\b{lock}\b", fetched), lock
+    runs = [run for stage in stages() for run in run_commands(stage) if "pip install" in run]
+    assert runs and all("-r locks/" in run for run in runs), "a pip install outside the locks"
+    env = {k: v for stage in chain("venv") for k, v in stage_env(stage.name).items()}
+    assert env.get("PIP_NO_INDEX") == "1" and env.get("PIP_REQUIRE_HASHES") == "1"
 
 
 def test_every_group_the_images_install_exists_and_every_pin_is_exact():
     groups = dependency_groups()
-    installed = {name for stage in stages() for name in installed_groups(stage)}
+    # `pip` is the pinned pip itself (the Makefile's PIP_VERSION), not a group.
+    installed = {name for stage in stages() for name in installed_groups(stage)} - {"pip"}
     assert installed <= set(groups), installed - set(groups)
     assert installed_groups("stubs") == ["protos"]
     for name in groups:
@@ -200,11 +268,25 @@ def test_every_group_the_images_install_exists_and_every_pin_is_exact():
 
 
 def test_the_images_and_the_makefile_use_the_same_pip():
-    """Dependency groups need pip >= 25.1; one pinned pip everywhere."""
-    makefile = re.search(r"^PIP_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+    """One pinned pip everywhere: the Makefile's, the Dockerfile's check of it, the pip lock."""
+    makefile = re.search(r"^PIP_VERSION := (\S+)$", MAKEFILE_TEXT, re.M)
     dockerfile = re.search(r"^ARG PIP_VERSION=(\S+)$", DOCKERFILE.read_text(), re.M)
     assert makefile and dockerfile and makefile[1] == dockerfile[1]
-    assert any('pip install "pip==${PIP_VERSION}"' in run for run in run_commands("venv"))
+    assert lock_pins("pip")["pip"][0] == makefile[1]
+    assert installed_locks("venv") == ["pip"]
+    assert any("pip.__version__ != '${PIP_VERSION}'" in run for run in run_commands("venv"))
+
+
+def test_no_image_starts_from_a_registry():
+    """The base is Debian itself (deploy/docker/base.sh), the syntax the classic builder's."""
+    text = DOCKERFILE.read_text()
+    assert not text.startswith("# syntax="), "a BuildKit frontend image from Docker Hub"
+    own = set(stages())
+    for stage in stages().values():
+        assert stage.base in own or stage.base == "${BASE_IMAGE}", f"{stage.name}: {stage.base}"
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert base and base[1] in (ROOT / "Makefile").read_text()
+    assert "debootstrap" in (ROOT / "deploy" / "docker" / "base.sh").read_text()
 
 
 # Run with `python -S` (no site-packages, no .pth files) on the image's path: the project and its

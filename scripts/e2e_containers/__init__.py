@@ -1,0 +1,1 @@
+"""`make e2e-containers`: the rendered manifests run as containers and checked end to end."""
