@@ -164,27 +164,26 @@ class Backends:
         results = await asyncio.gather(*(self.health(name) for name in backends))
         return dict(zip(backends, results, strict=True))
 
-    async def describe(self, backend: str) -> dict[str, str] | None:
-        """A model server's acceleration switches (`cache`, `compile`, ...), or None when it does
-        not answer (or is not a model server)."""
+    async def describe(self, backend: str) -> common_pb2.ModelServerInfo | None:
+        """What a model server runs with (acceleration switches, LoRA adapters), or None when
+        it does not answer (or is not a model server)."""
         router = self.routers.get(backend)
         if router is None:
             return None
         stub = common_pb2_grpc.ModelServerStub(router.any_channel())
         try:
-            info = await stub.Describe(
+            info: common_pb2.ModelServerInfo = await stub.Describe(
                 common_pb2.DescribeModelServerRequest(),
                 timeout=self.settings.health_deadline_seconds,
                 metadata=requestid.outgoing_metadata(),
             )
         except grpc.aio.AioRpcError:
             return None
-        described = {"cache": info.cache, "compile": info.compile, "quantize": info.quantize}
-        if info.cache_config:
-            described["cache_config"] = info.cache_config
-        return described
+        return info
 
-    async def describes(self, backends: Sequence[str]) -> dict[str, dict[str, str] | None]:
+    async def describes(
+        self, backends: Sequence[str]
+    ) -> dict[str, common_pb2.ModelServerInfo | None]:
         results = await asyncio.gather(*(self.describe(name) for name in backends))
         return dict(zip(backends, results, strict=True))
 

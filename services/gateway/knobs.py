@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.catalog import Entry
 from services.gateway.errors import invalid
+from services.gateway.lora_field import LoraField
 
 ResponseFormat = Literal["url", "b64_json"]
 MAX_SEED = 2**63 - 1
@@ -33,6 +34,7 @@ class ImageKnobs(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     prompt_extend: bool | None = None
     watermark: bool = False
+    lora: LoraField = None  # local models' LoRA adapters (services/gateway/lora_field.py)
 
 
 class StreamKnobs(BaseModel):

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from services.gateway.errors import invalid
 from services.gateway.knobs import ImageKnobs, StreamKnobs, stream_format
+from services.gateway.lora_field import LoraChoice
 from services.gateway.sizes import resolve_size
 from services.gateway.validation import parse
 
@@ -85,6 +86,7 @@ class EditSpec:
     seed: int | None = None
     stream: bool = False
     partial_images: int = 0  # previews in a stream, 0..3
+    loras: list[LoraChoice] = field(default_factory=list)  # the request's `lora`
 
 
 def _spec(
@@ -128,6 +130,7 @@ def _spec(
         seed=request.seed,
         stream=request.stream,
         partial_images=request.partial_images,
+        loras=request.lora or [],
     )
 
 

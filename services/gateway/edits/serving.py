@@ -18,6 +18,7 @@ from services.gateway.clients import Backends
 from services.gateway.delivery import Delivery
 from services.gateway.edits.protocol import EditSpec, ImageRef
 from services.gateway.knobs import check_count
+from services.gateway.lora_field import check_loras, lora_refs
 from services.gateway.outcome import Outcome, deliver_outcome
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
@@ -45,6 +46,7 @@ class ImageEditService:
         # Model first: an unknown model is answered before any image is downloaded.
         entry = self._catalog.resolve(spec.model, "edit")
         check_count(spec.n, entry)
+        check_loras(spec.loras, entry)
         if entry.local:
             require_multiple_of_16(spec.width, spec.height, entry.name)
         refs = [*spec.images, *([spec.mask] if spec.mask else [])]
@@ -133,6 +135,7 @@ class ImageEditService:
             request.guidance_scale = spec.guidance_scale
         if spec.seed is not None:
             request.seed = spec.seed
+        request.loras.extend(lora_refs(spec.loras))
         return request
 
     @staticmethod

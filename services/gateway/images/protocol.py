@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.gateway.envelope import success
 from services.gateway.errors import invalid
 from services.gateway.knobs import ImageKnobs, StreamKnobs, stream_format
+from services.gateway.lora_field import LoraChoice
 from services.gateway.outcome import Outcome
 from services.gateway.sizes import resolve_size
 
@@ -108,6 +109,7 @@ class GenerationSpec:
     param_prefix: str = ""  # where the knobs sit in the request ("parameters." for DashScope)
     stream: bool = False
     partial_images: int = 0  # previews in a stream, 0..3
+    loras: list[LoraChoice] = field(default_factory=list)  # the request's `lora`
 
 
 def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> GenerationSpec:
@@ -129,6 +131,7 @@ def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> Gen
         prompt_extend=knobs.prompt_extend,
         watermark=knobs.watermark,
         param_prefix=prefix,
+        loras=knobs.lora or [],
     )
 
 

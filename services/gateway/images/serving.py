@@ -24,6 +24,7 @@ from services.gateway.delivery import Delivery
 from services.gateway.errors import ApiError
 from services.gateway.images.protocol import GenerationSpec
 from services.gateway.knobs import check_count
+from services.gateway.lora_field import check_loras, lora_refs
 from services.gateway.outcome import Outcome, deliver_outcome
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
@@ -48,6 +49,7 @@ class ImageGenerationService:
     def _entry(self, spec: GenerationSpec) -> Entry:
         entry = self._catalog.resolve(spec.model, "image")
         check_count(spec.n, entry, spec.param_prefix)
+        check_loras(spec.loras, entry, spec.param_prefix)
         if entry.local:
             require_multiple_of_16(spec.width, spec.height, entry.name, spec.param_prefix)
         return entry
@@ -152,6 +154,7 @@ class ImageGenerationService:
             request.guidance_scale = spec.guidance_scale
         if spec.seed is not None:
             request.seed = spec.seed
+        request.loras.extend(lora_refs(spec.loras))
         return request
 
     def _hosted_request(

@@ -3,7 +3,12 @@
 A local model is ready when its server's gRPC health answers SERVING; a hosted one when the
 providers service lists it as ready (its key configured). Each item carries both the seed-004
 fields (`model`, `url`: where to call it) and OpenAI's (`id`, `object`, `owned_by`, `created`); a
-local model also its server's acceleration switches (`acceleration`: cache, compile, quantize).
+local model also what its server describes: the acceleration switches (`acceleration`: cache,
+compile, quantize) and its LoRA adapters (`loras`: `[{"name", "available", "loaded"}]`, `reason`
+when unavailable, and `max_loras_per_request`).
+
+Per-model lists are the pattern for what a model can be given by name (LoRA adapters now;
+switches, families, ControlNets later): a key under the model, a list of `{"name": ..., ...}`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+
+from imagemesh.v1 import common_pb2
 
 from services.gateway.catalog import ENDPOINTS, Catalog
 from services.gateway.clients import Backends
@@ -28,7 +35,7 @@ class ModelListService:
 
     async def list(self, base_url: str) -> dict[str, Any]:
         local = sorted({e.backend for e in self._catalog.entries if e.local})
-        healths, hosted, switches = await asyncio.gather(
+        healths, hosted, described = await asyncio.gather(
             self._backends.healths(local),
             self._backends.provider_models(),
             self._backends.describes(local),
@@ -63,8 +70,30 @@ class ModelListService:
             }
             if not ready:
                 item["reason"] = reason
-            if entry.local and switches.get(entry.backend) is not None:
+            info = described.get(entry.backend) if entry.local else None
+            if info is not None:
                 # CACHE / COMPILE / QUANTIZE as the model server runs them.
-                item["acceleration"] = switches[entry.backend]
+                item["acceleration"] = acceleration(info)
+                item["loras"] = loras(info)
+                item["max_loras_per_request"] = info.max_loras_per_request
             data.append(item)
         return {"object": "list", "project": self._settings.project, "data": data}
+
+
+def acceleration(info: common_pb2.ModelServerInfo) -> dict[str, str]:
+    switches = {"cache": info.cache, "compile": info.compile, "quantize": info.quantize}
+    if info.cache_config:
+        switches["cache_config"] = info.cache_config
+    return switches
+
+
+def loras(info: common_pb2.ModelServerInfo) -> list[dict[str, Any]]:
+    """The server's adapters: what a request's `lora` may name."""
+    listed = []
+    for lora in info.loras:
+        item: dict[str, Any] = {"name": lora.name, "available": lora.available}
+        item["loaded"] = lora.loaded
+        if not lora.available:
+            item["reason"] = lora.reason
+        listed.append(item)
+    return listed
