@@ -72,6 +72,7 @@ class TaskRunner:
             request.guidance_scale = spec.guidance_scale
         if spec.HasField("seed"):
             request.seed = spec.seed
+        request.loras.extend(spec.loras)
         result = await self._backends.call(
             self._backends.qwen_image.Generate,
             request,

@@ -7,9 +7,11 @@ backend (the local Qwen-Image server or the providers service) and the normalise
 
 Parameters are seed 001's (DashScope's knobs beside the prompt): `prompt`, `negative_prompt`,
 `size` (`1024*1024`), `width`/`height`, `aspect_ratio`, `n`, `seed`, `num_inference_steps`,
-`true_cfg_scale`/`guidance_scale`, `prompt_extend`, `watermark`. Hosted models also take their
-provider's own knobs (LiblibAI's `aspectRatio`, `imgCount`, `steps`, `sourceImage`,
-`generateParams`, ...), passed through to the providers service untouched.
+`true_cfg_scale`/`guidance_scale`, `prompt_extend`, `watermark`, and for the local model
+`lora` (its adapters; the model server checks them when the task runs: an unknown one fails the
+task naming it). Hosted models also take their provider's own knobs (LiblibAI's `aspectRatio`,
+`imgCount`, `steps`, `sourceImage`, `generateParams`, ...), passed through to the providers
+service untouched.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from services.gateway.apierror import ApiError, invalid
 from services.gateway.catalog import Catalog, Entry
 from services.gateway.knobs import ImageKnobs, check_count
+from services.gateway.lora_field import check_loras, lora_refs
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16, resolve_size
 from services.gateway.validation import explain
@@ -108,6 +111,7 @@ class TaskPreparer:
         if not 1 <= n <= 10:
             raise invalid(f"{PREFIX}n must be between 1 and 10 (got {n})", f"{PREFIX}n")
         check_count(n, entry, PREFIX)
+        check_loras(knobs.lora or [], entry, PREFIX)
         width, height = resolve_size(
             knobs.size, knobs.width, knobs.height, knobs.aspect_ratio, PREFIX
         )
@@ -140,6 +144,7 @@ class TaskPreparer:
             spec.seed = knobs.seed
         if extra:
             spec.extra.update(extra)
+        spec.loras.extend(lora_refs(knobs.lora or []))
         created = tasks_pb2.CreateTaskRequest(
             spec=spec,
             api=request.api,
