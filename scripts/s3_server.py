@@ -142,6 +142,8 @@ def weed_argv(binary: str, host: str, port: int, data_dir: Path) -> list[str]:
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-master.telemetry=false",
+        # One volume server: no peers to hand over to, so stop without waiting for them.
+        "-volume.preStopSeconds=0",
     ]
 
 
