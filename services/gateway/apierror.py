@@ -23,6 +23,19 @@ ERROR_TYPES = {
 }
 
 
+# OpenAI's `error.code` (a string or null in its schema), by HTTP status; the envelope's own
+# top-level `code` stays the HTTP status (the interface standard's number).
+ERROR_CODES = {
+    400: "invalid_value",
+    401: "invalid_api_key",
+    404: "not_found",
+    413: "request_too_large",
+    429: "rate_limit_exceeded",
+    503: "service_unavailable",
+    504: "timeout",
+}
+
+
 class ApiError(Exception):
     """An HTTP error with a message a person can act on."""
 
@@ -32,16 +45,27 @@ class ApiError(Exception):
         message: str,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.headers = headers or {}
+        self._code = code
 
     @property
     def type(self) -> str:
         return ERROR_TYPES.get(self.status, "server_error" if self.status >= 500 else "error")
+
+    @property
+    def code(self) -> str | None:
+        """OpenAI's string code: given, else by status (`model_not_found` for a model's 404)."""
+        if self._code is not None:
+            return self._code
+        if self.status == 404 and self.param == "model":
+            return "model_not_found"
+        return ERROR_CODES.get(self.status)
 
 
 def invalid(message: str, param: str | None = None) -> ApiError:

@@ -31,6 +31,8 @@ class Entry(BaseModel):
     kinds: list[Kind] = Field(min_length=1)
     provider: str = ""
     max_images: int = Field(default=4, ge=1, le=10)
+    # OpenAI's `quality` -> denoising steps, for local models (auto: the default steps).
+    quality_steps: dict[Literal["low", "medium", "high"], int] = Field(default_factory=dict)
 
     @property
     def owned_by(self) -> str:

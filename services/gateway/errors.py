@@ -146,7 +146,7 @@ def error_body(err: ApiError) -> dict[str, Any]:
         "code": err.status,
         "message": err.message,
         "request_id": requestid.get_request_id(),
-        "error": {"message": err.message, "type": err.type, "param": err.param, "code": err.status},
+        "error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code},
     }
 
 

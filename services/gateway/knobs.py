@@ -1,6 +1,6 @@
 """The request knobs every image endpoint shares (generations and edits, OpenAI- and
-DashScope-shaped, tasks too): Qwen's knobs, OpenAI's streaming fields, the response format a
-stream answers, and the model's limit on `n`."""
+DashScope-shaped, tasks too): Qwen's knobs, OpenAI's output options and streaming fields, the
+response format a stream answers, and the model's limit on `n`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from services.gateway.errors import invalid
 from services.gateway.lora_field import LoraField
 
 ResponseFormat = Literal["url", "b64_json"]
+OutputFormat = Literal["png", "jpeg", "webp"]
+# OpenAI's `quality`: gpt-image-1's four, and dall-e-3's two (standard = medium, hd = high).
+Quality = Literal["low", "medium", "high", "auto", "standard", "hd"]
 MAX_SEED = 2**63 - 1
 
 
@@ -35,6 +38,12 @@ class ImageKnobs(BaseModel):
     prompt_extend: bool | None = None
     watermark: bool = False
     lora: LoraField = None  # local models' LoRA adapters (services/gateway/lora_field.py)
+    # OpenAI's output options (services/gateway/output_options.py says where each applies).
+    output_format: OutputFormat | None = None
+    output_compression: int | None = Field(default=None, ge=0, le=100)
+    quality: Quality | None = None
+    background: Literal["transparent", "opaque", "auto"] | None = None
+    input_fidelity: Literal["high", "low"] | None = None
 
 
 class StreamKnobs(BaseModel):

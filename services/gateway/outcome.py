@@ -12,6 +12,24 @@ from imagemesh.v1 import common_pb2
 
 from services.gateway.delivery import Delivered, Delivery
 from services.gateway.errors import ApiError
+from services.gateway.output_options import OutputOptions
+
+FORMAT_NAMES = {"image/png": "png", "image/jpeg": "jpeg", "image/webp": "webp"}
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """OpenAI's image usage, as the model server counted it (0 for hosted models)."""
+
+    input_text: int = 0
+    input_image: int = 0
+    output: int = 0
+
+    @classmethod
+    def of(cls, usage: common_pb2.Usage | None) -> Tokens:
+        if usage is None:
+            return cls()
+        return cls(usage.input_text_tokens, usage.input_image_tokens, usage.output_tokens)
 
 
 @dataclass
@@ -28,6 +46,9 @@ class Outcome:
     # Milliseconds spent where, for the Server-Timing header: "backend" (the gRPC call), "model"
     # (the pipeline itself, as the model server reports it), "delivery" (storage or base64).
     timings: dict[str, float] = field(default_factory=dict)
+    tokens: Tokens = field(default_factory=Tokens)
+    output_format: str = "png"  # of the images made: png, jpeg or webp
+    output: OutputOptions = field(default_factory=OutputOptions)  # as the request gave them
 
     def server_timing(self) -> str:
         return ", ".join(f"{name};dur={ms:.1f}" for name, ms in self.timings.items())
@@ -39,6 +60,7 @@ class Asked(Protocol):
     response_format: str
     width: int  # 0 = the backend's default
     height: int
+    output: OutputOptions
 
 
 def first_size(images: list[common_pb2.Image], width: int, height: int) -> tuple[int, int]:
@@ -55,6 +77,7 @@ async def deliver_outcome(
     revised: str | None = None,
     warnings: list[str] | None = None,
     timings: dict[str, float] | None = None,
+    usage: common_pb2.Usage | None = None,
 ) -> Outcome:
     """The images a backend made, delivered as `spec.response_format` asks (a 502 when there
     are none)."""
@@ -75,4 +98,7 @@ async def deliver_outcome(
         revised_prompt=revised,
         warnings=warnings,
         timings=timings,
+        tokens=Tokens.of(usage),
+        output_format=FORMAT_NAMES.get(images[0].mime_type, "png"),
+        output=spec.output,
     )

@@ -7,10 +7,15 @@
 - `<kind>.progress`: `{type, step, total_steps, queue_position}`, while queued (step 0) and after
   every denoising step. Ours, not OpenAI's: clients that do not know it skip it.
 - `<kind>.partial_image`: `{type, b64_json, partial_image_index, created_at, size, quality,
-  background, output_format}` (+ `step`), one per preview asked for with `partial_images`.
+  background, output_format}` (+ `step`, `width`, `height`), one per preview asked for with
+  `partial_images`; previews are PNG whatever the final format.
 - `<kind>.completed`: one per image: `b64_json` (or `url` when the request said
-  `response_format: "url"`), `created_at`, `size`, `quality`, `background`, `output_format`,
-  `usage` (+ `index`, `seed`, `model`, `request_id`).
+  `response_format: "url"`, which OpenAI's schema does not foresee), `created_at`, `size`,
+  `quality`, `background`, `output_format`, `usage` in OpenAI's shape (+ `index`, `seed`,
+  `model`, `request_id`, `width`, `height`).
+
+`size` is one of OpenAI's enum (1024x1024, 1024x1536, 1536x1024) or `auto` for any other size,
+as its published schema allows; `width` and `height` say the size exactly.
 - `error`: the error envelope (`{code, message, request_id, error: {...}}`), then the stream ends.
 
 The first event is awaited before the answer starts, so what fails early (bad field, unknown
@@ -35,6 +40,7 @@ from services.common import requestid
 from services.gateway.disconnect import unless_disconnected
 from services.gateway.errors import ApiError, error_body
 from services.gateway.streaming import DoneEvent, PartialEvent, StepEvent, StreamEvent
+from services.gateway.usage import background, openai_usage, size_name
 
 log = logging.getLogger("imagemesh.gateway.sse")
 
@@ -52,15 +58,9 @@ OPENAPI: dict[int | str, dict[str, Any]] = {
         "description": "JSON, or with `stream: true` server-sent events (see the README)",
     }
 }
-# The fields OpenAI's events carry that a diffusion model has no say in.
-FIXED = {"quality": "auto", "background": "opaque"}
-# Token counts mean nothing for a diffusion model; the shape is OpenAI's (the SDK reads it).
-NO_TOKENS = {
-    "input_tokens": 0,
-    "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
-    "output_tokens": 0,
-    "total_tokens": 0,
-}
+# What a preview says about the request it belongs to.
+PREVIEW = {"quality": "auto", "background": "opaque"}
+EVENT_QUALITIES = frozenset({"low", "medium", "high", "auto"})
 
 
 def sse(event: str, data: dict[str, Any]) -> str:
@@ -93,9 +93,11 @@ def event_data(kind: str, event: StreamEvent) -> list[dict[str, Any]]:
                 "partial_image_index": event.index,
                 "step": event.step,
                 "created_at": now,
-                "size": f"{image.width}x{image.height}",
+                "size": size_name(image.width, image.height, allow_auto=True),
+                "width": image.width,
+                "height": image.height,
                 "output_format": _output_format(image.mime_type),
-                **FIXED,
+                **PREVIEW,
             }
         ]
     return _completed(kind, event, now)
@@ -103,24 +105,24 @@ def event_data(kind: str, event: StreamEvent) -> list[dict[str, Any]]:
 
 def _completed(kind: str, event: DoneEvent, now: int) -> list[dict[str, Any]]:
     outcome = event.outcome
-    usage = {
-        **NO_TOKENS,
-        "width": outcome.width,
-        "height": outcome.height,
-        "image_count": len(outcome.images),
-    }
+    usage = openai_usage(outcome)
+    quality = outcome.output.quality if outcome.output.quality in EVENT_QUALITIES else "auto"
     answers = []
     for index, image in enumerate(outcome.images):
         data: dict[str, Any] = {"type": f"{kind}.completed", **image.openai()}
+        width, height = image.width or outcome.width, image.height or outcome.height
         data.update(
             index=index,
             created_at=now,
-            size=f"{image.width or outcome.width}x{image.height or outcome.height}",
-            output_format="png",
+            size=size_name(width, height, allow_auto=True),
+            width=width,
+            height=height,
+            quality=quality,
+            background=background(outcome),
+            output_format=outcome.output_format,
             usage=usage,
             model=outcome.model,
             request_id=requestid.get_request_id(),
-            **FIXED,
         )
         if image.seed:
             data["seed"] = image.seed

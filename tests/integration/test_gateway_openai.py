@@ -86,7 +86,17 @@ def test_the_envelope_and_request_id(client: openai.OpenAI) -> None:
     assert raw.http_response.headers["x-request-id"] == "req-envelope-1"
     assert "model;dur=" in raw.http_response.headers["server-timing"]
     assert isinstance(body["created"], int)
-    assert body["usage"] == {"width": 64, "height": 64, "image_count": 1}
+    text = body["usage"]["input_tokens"]  # "a teapot" by the tiny model's tokenizer
+    assert text > 0 and body["usage"] == {
+        "width": 64,
+        "height": 64,
+        "image_count": 1,
+        "input_tokens": text,
+        "input_tokens_details": {"text_tokens": text, "image_tokens": 0},
+        "output_tokens": (64 // 16) * (64 // 16),
+        "total_tokens": text + 16,
+    }
+    assert raw.parse().usage.total_tokens == text + 16  # the SDK's typed view reads it
     assert body["model"] == "qwen-image"
 
 

@@ -15,6 +15,7 @@ from pydantic import Field
 from services.gateway.errors import invalid
 from services.gateway.knobs import ImageKnobs, StreamKnobs, stream_format
 from services.gateway.lora_field import LoraChoice
+from services.gateway.output_options import OutputOptions, options_from
 from services.gateway.sizes import resolve_size
 from services.gateway.validation import parse
 
@@ -75,7 +76,7 @@ class EditSpec:
     images: list[ImageRef]
     mask: ImageRef | None = None
     prompts: list[str] = field(default_factory=list)
-    negative_prompt: str = ""
+    negative_prompt: str | None = None  # None: not given ("" is given: true CFG runs with it)
     width: int = 0
     height: int = 0
     n: int = 1
@@ -87,6 +88,8 @@ class EditSpec:
     stream: bool = False
     partial_images: int = 0  # previews in a stream, 0..3
     loras: list[LoraChoice] = field(default_factory=list)  # the request's `lora`
+    output: OutputOptions = field(default_factory=OutputOptions)
+    shape: str = "openai"  # edits are always OpenAI-shaped (seed 003's defaults apply)
 
 
 def _spec(
@@ -119,7 +122,7 @@ def _spec(
         images=images,
         mask=mask,
         prompts=list(prompts or []),
-        negative_prompt=request.negative_prompt or "",
+        negative_prompt=request.negative_prompt,
         width=width,
         height=height,
         n=request.n,
@@ -131,6 +134,7 @@ def _spec(
         stream=request.stream,
         partial_images=request.partial_images,
         loras=request.lora or [],
+        output=options_from(request),
     )
 
 

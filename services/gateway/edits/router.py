@@ -11,10 +11,17 @@ from starlette.datastructures import UploadFile
 
 from services.gateway.bodies import json_body, read_json
 from services.gateway.disconnect import unless_disconnected
-from services.gateway.edits.protocol import EditFormRequest, EditJsonRequest, form_spec, json_spec
+from services.gateway.edits.protocol import (
+    EditFormFields,
+    EditFormRequest,
+    EditJsonRequest,
+    form_spec,
+    json_spec,
+)
 from services.gateway.edits.serving import ImageEditService
 from services.gateway.errors import invalid
 from services.gateway.images.protocol import OpenAIImagesResponse, openai_answer
+from services.gateway.misspellings import check_names
 from services.gateway.outcome import Outcome
 from services.gateway.piecewise import PiecewiseJSONResponse
 from services.gateway.sse import OPENAPI, respond
@@ -37,7 +44,9 @@ async def edits(request: Request) -> Response:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         spec = await _form(request)
     else:
-        spec = json_spec(parse(EditJsonRequest, await read_json(request)))
+        body = await read_json(request)
+        check_names(body, EditJsonRequest)
+        spec = json_spec(parse(EditJsonRequest, body))
     if spec.stream:
         return await respond(request, "image_edit", service.stream(spec))
     outcome = await unless_disconnected(request, service.edit(spec))
@@ -63,6 +72,7 @@ async def _form(request: Request) -> Any:
             elif value != "" or key in ("prompt", "negative_prompt"):
                 # Empty optional fields (HTML forms send them) mean "not given".
                 fields.setdefault(key, value)
+    check_names(fields, EditFormFields)
     return form_spec(fields, images, mask)
 
 

@@ -19,7 +19,9 @@ from services.gateway.delivery import Delivery
 from services.gateway.edits.protocol import EditSpec, ImageRef
 from services.gateway.knobs import check_count
 from services.gateway.lora_field import check_loras, lora_refs
+from services.gateway.openai_defaults import fill
 from services.gateway.outcome import Outcome, deliver_outcome
+from services.gateway.output_options import check_applies, hosted_extra, set_on_request
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
 from services.gateway.sources import ImageSources
@@ -47,6 +49,7 @@ class ImageEditService:
         entry = self._catalog.resolve(spec.model, "edit")
         check_count(spec.n, entry)
         check_loras(spec.loras, entry)
+        check_applies(spec.output, entry)
         if entry.local:
             require_multiple_of_16(spec.width, spec.height, entry.name)
         refs = [*spec.images, *([spec.mask] if spec.mask else [])]
@@ -60,8 +63,10 @@ class ImageEditService:
         self, spec: EditSpec, entry: Entry, images: list[bytes], mask: bytes | None
     ) -> Outcome:
         timings: dict[str, float] = {}
+        usage: common_pb2.Usage | None = None
         start = time.perf_counter()
         if entry.local:
+            spec = fill(spec, entry, self._settings, edit=True)
             result = await self._backends.unary(
                 entry.backend,
                 self._backends.qwen_edit.Edit,
@@ -70,6 +75,7 @@ class ImageEditService:
                 what=entry.name,
             )
             made, revised, warnings = list(result.images), None, []
+            usage = result.usage
             timings["model"] = result.elapsed_seconds * 1000
         else:
             response = await self._backends.unary(
@@ -84,7 +90,7 @@ class ImageEditService:
             warnings = list(response.warnings)
         timings["backend"] = (time.perf_counter() - start) * 1000
         return await deliver_outcome(
-            self._delivery, entry.name, made, spec, revised, warnings, timings
+            self._delivery, entry.name, made, spec, revised, warnings, timings, usage
         )
 
     async def stream(self, spec: EditSpec) -> AsyncIterator[StreamEvent]:
@@ -93,6 +99,7 @@ class ImageEditService:
         if not entry.local:
             yield DoneEvent(await self._edit(spec, entry, images, mask))
             return
+        spec = fill(spec, entry, self._settings, edit=True)
         request = self._local_request(spec, images, mask)
         request.partial_images = spec.partial_images
         messages = self._backends.stream(
@@ -104,7 +111,9 @@ class ImageEditService:
         )
 
         async def finish(result: common_pb2.GenerationResult) -> Outcome:
-            return await deliver_outcome(self._delivery, entry.name, list(result.images), spec)
+            return await deliver_outcome(
+                self._delivery, entry.name, list(result.images), spec, usage=result.usage
+            )
 
         async for event in relay(messages, finish, entry.name):
             yield event
@@ -127,6 +136,7 @@ class ImageEditService:
             width=spec.width,
             height=spec.height,
         )
+        set_on_request(request, spec.output)
         if mask is not None:
             request.mask.data = mask
         if spec.true_cfg_scale is not None:
@@ -143,7 +153,7 @@ class ImageEditService:
         entry: Entry, spec: EditSpec, images: list[bytes], mask: bytes | None
     ) -> providers_pb2.ProviderEditRequest:
         size = f"{spec.width}x{spec.height}" if spec.width and spec.height else "auto"
-        return providers_pb2.ProviderEditRequest(
+        request = providers_pb2.ProviderEditRequest(
             model=entry.name,
             images=[common_pb2.ImageInput(data=data) for data in images],
             # One mask for the whole edit applies to every image (OpenAI's edits API).
@@ -153,3 +163,6 @@ class ImageEditService:
             n=spec.n,
             size=size,
         )
+        if extra := hosted_extra(spec.output, entry):
+            request.extra.update(extra)
+        return request

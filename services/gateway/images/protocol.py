@@ -19,7 +19,9 @@ from services.gateway.errors import invalid
 from services.gateway.knobs import ImageKnobs, StreamKnobs, stream_format
 from services.gateway.lora_field import LoraChoice
 from services.gateway.outcome import Outcome
+from services.gateway.output_options import OutputOptions, options_from
 from services.gateway.sizes import resolve_size
+from services.gateway.usage import openai_fields, openai_usage
 
 
 class OpenAIImageRequest(ImageKnobs, StreamKnobs):
@@ -94,7 +96,7 @@ class GenerationSpec:
 
     model: str | None
     prompt: str
-    negative_prompt: str = ""
+    negative_prompt: str | None = None  # None: not given ("" is given: true CFG runs with it)
     width: int = 0  # 0 = the backend's default
     height: int = 0
     n: int = 1
@@ -110,6 +112,8 @@ class GenerationSpec:
     stream: bool = False
     partial_images: int = 0  # previews in a stream, 0..3
     loras: list[LoraChoice] = field(default_factory=list)  # the request's `lora`
+    output: OutputOptions = field(default_factory=OutputOptions)
+    shape: str = "openai"  # or "dashscope": which defaults a local model gets (openai_defaults)
 
 
 def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> GenerationSpec:
@@ -119,7 +123,7 @@ def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> Gen
     return GenerationSpec(
         model=model,
         prompt=prompt,
-        negative_prompt=knobs.negative_prompt or "",
+        negative_prompt=knobs.negative_prompt,
         width=width,
         height=height,
         n=knobs.n,
@@ -132,6 +136,7 @@ def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> Gen
         watermark=knobs.watermark,
         param_prefix=prefix,
         loras=knobs.lora or [],
+        output=options_from(knobs),
     )
 
 
@@ -147,6 +152,8 @@ def dashscope_spec(request: DashScopeImageRequest) -> GenerationSpec:
     if request.input.negative_prompt and not params.negative_prompt:
         params = params.model_copy(update={"negative_prompt": request.input.negative_prompt})
     spec = _spec(request.model, request.prompt(), params, "parameters.")
+    # Seed 002's negative prompt "may be empty": "" is none there, true CFG stays off.
+    spec.shape, spec.negative_prompt = "dashscope", spec.negative_prompt or None
     # Seed 002's guidance_scale ("text guidance strength, 3.0-6.0") is Qwen-Image's true CFG
     # scale; the proto's guidance_scale is for guidance-distilled checkpoints only.
     if spec.true_cfg_scale is None and spec.guidance_scale is not None:
@@ -167,6 +174,20 @@ class ImageUsage(BaseModel):
     image_count: int
 
 
+class InputTokensDetails(BaseModel):
+    text_tokens: int
+    image_tokens: int
+
+
+class OpenAIUsage(ImageUsage):
+    """OpenAI's image usage (tokens counted by the model server) beside our pixel fields."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    input_tokens_details: InputTokensDetails
+
+
 class OpenAIImagesResponse(BaseModel):
     """What an OpenAI-shaped request gets (the envelope's fields first)."""
 
@@ -176,7 +197,11 @@ class OpenAIImagesResponse(BaseModel):
     request_id: str
     model: str
     data: list[OpenAIImage]
-    usage: ImageUsage
+    usage: OpenAIUsage
+    output_format: str | None = None
+    background: str | None = None
+    size: str | None = None
+    quality: str | None = None
 
 
 class DashScopeImagesResponse(BaseModel):
@@ -199,7 +224,12 @@ def openai_answer(outcome: Outcome) -> dict[str, Any]:
         if image.seed:
             item["seed"] = image.seed
         data.append(item)
-    body: dict[str, Any] = {"model": outcome.model, "data": data, "usage": _usage(outcome)}
+    body: dict[str, Any] = {
+        "model": outcome.model,
+        "data": data,
+        "usage": openai_usage(outcome),
+        **openai_fields(outcome),
+    }
     if outcome.warnings:
         body["warnings"] = outcome.warnings
     return success(body, outcome.created)

@@ -11,6 +11,7 @@ from services.gateway.disconnect import unless_disconnected
 from services.gateway.images.protocol import (
     DashScopeImageRequest,
     DashScopeImagesResponse,
+    DashScopeParameters,
     OpenAIImageRequest,
     OpenAIImagesResponse,
     dashscope_answer,
@@ -19,6 +20,7 @@ from services.gateway.images.protocol import (
     openai_spec,
 )
 from services.gateway.images.serving import ImageGenerationService
+from services.gateway.misspellings import check_names
 from services.gateway.outcome import Outcome
 from services.gateway.piecewise import PiecewiseJSONResponse
 from services.gateway.sse import OPENAPI, respond
@@ -39,9 +41,11 @@ async def generations(request: Request) -> Response:
     body = await read_json(request)
     service: ImageGenerationService = request.app.state.images
     if "input" in body:
+        check_names(body.get("parameters"), DashScopeParameters, "parameters.")
         spec = dashscope_spec(parse(DashScopeImageRequest, body))
         outcome = await unless_disconnected(request, service.generate(spec))
         return PiecewiseJSONResponse(dashscope_answer(outcome), headers=_timing(outcome))
+    check_names(body, OpenAIImageRequest)
     spec = openai_spec(parse(OpenAIImageRequest, body))
     if spec.stream:
         return await respond(request, "image_generation", service.stream(spec))

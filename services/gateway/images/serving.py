@@ -25,7 +25,9 @@ from services.gateway.errors import ApiError
 from services.gateway.images.protocol import GenerationSpec
 from services.gateway.knobs import check_count
 from services.gateway.lora_field import check_loras, lora_refs
+from services.gateway.openai_defaults import fill
 from services.gateway.outcome import Outcome, deliver_outcome
+from services.gateway.output_options import check_applies, hosted_extra, set_on_request
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
 from services.gateway.streaming import DoneEvent, StreamEvent, relay
@@ -50,6 +52,7 @@ class ImageGenerationService:
         entry = self._catalog.resolve(spec.model, "image")
         check_count(spec.n, entry, spec.param_prefix)
         check_loras(spec.loras, entry, spec.param_prefix)
+        check_applies(spec.output, entry, spec.param_prefix)
         if entry.local:
             require_multiple_of_16(spec.width, spec.height, entry.name, spec.param_prefix)
         return entry
@@ -59,7 +62,9 @@ class ImageGenerationService:
         revised: str | None = None
         warnings: list[str] = []
         timings: dict[str, float] = {}
+        usage: common_pb2.Usage | None = None
         if entry.local:
+            spec = fill(spec, entry, self._settings)
             revised = await self._extend(spec)
             start = time.perf_counter()
             result = await self._backends.unary(
@@ -71,7 +76,7 @@ class ImageGenerationService:
             )
             timings["backend"] = (time.perf_counter() - start) * 1000
             timings["model"] = result.elapsed_seconds * 1000
-            images = list(result.images)
+            images, usage = list(result.images), result.usage
         else:
             start = time.perf_counter()
             response = await self._backends.unary(
@@ -86,7 +91,7 @@ class ImageGenerationService:
             revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
             warnings = list(response.warnings)
         return await deliver_outcome(
-            self._delivery, entry.name, images, spec, revised, warnings, timings
+            self._delivery, entry.name, images, spec, revised, warnings, timings, usage
         )
 
     async def stream(self, spec: GenerationSpec) -> AsyncIterator[StreamEvent]:
@@ -95,6 +100,7 @@ class ImageGenerationService:
         if not entry.local:
             yield DoneEvent(await self.generate(spec))
             return
+        spec = fill(spec, entry, self._settings)
         revised = await self._extend(spec)
         request = self._local_request(spec, revised or spec.prompt)
         request.partial_images = spec.partial_images
@@ -108,7 +114,7 @@ class ImageGenerationService:
 
         async def finish(result: common_pb2.GenerationResult) -> Outcome:
             return await deliver_outcome(
-                self._delivery, entry.name, list(result.images), spec, revised
+                self._delivery, entry.name, list(result.images), spec, revised, usage=result.usage
             )
 
         async for event in relay(messages, finish, entry.name):
@@ -142,12 +148,13 @@ class ImageGenerationService:
     def _local_request(spec: GenerationSpec, prompt: str) -> qwen_image_pb2.GenerateRequest:
         request = qwen_image_pb2.GenerateRequest(
             prompt=prompt,
-            negative_prompt=spec.negative_prompt,
+            negative_prompt=spec.negative_prompt,  # None stays unset: no true CFG
             width=spec.width,
             height=spec.height,
             num_inference_steps=spec.num_inference_steps,
             num_images=spec.n,
         )
+        set_on_request(request, spec.output)
         if spec.true_cfg_scale is not None:
             request.true_cfg_scale = spec.true_cfg_scale
         if spec.guidance_scale is not None:
@@ -164,7 +171,7 @@ class ImageGenerationService:
         request = providers_pb2.ProviderImageRequest(
             model=entry.name,
             prompt=spec.prompt,
-            negative_prompt=spec.negative_prompt,
+            negative_prompt=spec.negative_prompt or "",
             width=spec.width,
             height=spec.height,
             n=spec.n,
@@ -174,6 +181,8 @@ class ImageGenerationService:
         )
         if spec.seed is not None:
             request.seed = spec.seed
+        if extra := hosted_extra(spec.output, entry):
+            request.extra.update(extra)
         guidance = spec.guidance_scale if spec.guidance_scale is not None else spec.true_cfg_scale
         if guidance is not None:
             request.guidance_scale = guidance
