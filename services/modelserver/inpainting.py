@@ -69,11 +69,11 @@ def check_strength(strength: float | None, default: float, steps: int) -> float:
     value = default if strength is None else strength
     if not (math.isfinite(value) and 0.0 < value <= 1.0):
         raise InvalidArgument(
-            f"strength: {value} is outside 0..1 (0 excluded; 1 redraws from noise)"
+            f"strength: {value:.4g} is outside 0..1 (0 excluded; 1 redraws from noise)"
         )
     if steps_run(steps, value) < 1:
         raise InvalidArgument(
-            f"strength: {value} x {steps} steps runs no denoising step; "
+            f"strength: {value:.4g} x {steps} steps runs no denoising step; "
             f"raise strength to at least {1 / steps:.3g} or ask for more steps"
         )
     return value

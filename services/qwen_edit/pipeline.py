@@ -8,6 +8,13 @@ Edits run one job per call (`batch_key` stays None): in diffusers 0.42.1
 takes one input image for every prompt of a call (its processor then wants one image per
 prompt), so two requests with their own input images cannot share a call. A job's `n` images
 still come from one call.
+
+An edit with a mask runs `QwenImageEditInpaintPipeline`, derived at load with `from_pipe` over
+the loaded pipeline's modules (no second copy of the weights; see `modelserver.inpainting`), on
+`images[0]`. That pipeline makes its picture at the input's condition size (about one megapixel,
+whatever `width` / `height` say), so a job's `width` x `height` is that size and `resize_to` is
+the size asked for (or the input's): the images are resized to it after the call (Lanczos), and
+are left as they are when the two agree.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 
 from PIL import Image
 
+from services.modelserver.batching import BatchStepFn
+from services.modelserver.inpainting import derive
 from services.modelserver.loader import LoadedPipeline
 from services.modelserver.pipeline import ModelPipeline, PipelineJob
 from services.modelserver.tokens import image_tokens
@@ -26,6 +35,7 @@ from services.qwen_edit.settings import QwenEditSettings
 EDIT = "QwenImageEditPipeline"
 EDIT_PLUS = "QwenImageEditPlusPipeline"
 PIPELINE_CLASSES = (EDIT, EDIT_PLUS)
+INPAINT = "QwenImageEditInpaintPipeline"
 # The area the edit pipelines encode each input image at (about one megapixel, on a 32-pixel
 # grid), whatever the output size.
 CONDITION_AREA = 1024 * 1024
@@ -34,6 +44,10 @@ CONDITION_AREA = 1024 * 1024
 @dataclass(frozen=True)
 class EditJob(PipelineJob):
     images: tuple[Image.Image, ...] = ()  # RGB
+    mask: Image.Image | None = None  # "L", white = change, the size of images[0]
+    strength: float = 1.0
+    schedule_steps: int = 0  # with `mask`: the steps asked for; sampling.steps = those run
+    resize_to: tuple[int, int] | None = None  # with `mask`: the size the caller gets
 
 
 def condition_size(image: Image.Image) -> tuple[int, int]:
@@ -59,6 +73,10 @@ class EditPipeline(ModelPipeline[EditJob]):
     def __init__(self, loaded: LoadedPipeline, settings: QwenEditSettings) -> None:
         super().__init__(loaded, settings)
         self.max_input_images = 1 if loaded.class_name == EDIT else settings.max_input_images
+        self.inpaint = derive(loaded.pipe, INPAINT)
+
+    def pipe_for(self, job: EditJob) -> Any:
+        return self.loaded.pipe if job.mask is None else self.inpaint
 
     def input_image_tokens(self, job: EditJob) -> int:
         """Each input image joins the transformer's sequence as latents at its condition size."""
@@ -67,7 +85,24 @@ class EditPipeline(ModelPipeline[EditJob]):
     def call_arguments(self, jobs: list[EditJob]) -> dict[str, Any]:
         (job,) = jobs
         images = list(job.images)
+        if job.mask is not None:
+            return {
+                **self.sampling_arguments(job),
+                "image": images[0],
+                "mask_image": job.mask,
+                "strength": job.strength,
+                "num_inference_steps": job.schedule_steps,
+            }
         return {
             "image": images if self.loaded.class_name == EDIT_PLUS else images[0],
             **self.sampling_arguments(job),
         }
+
+    def call(self, jobs: list[EditJob], step: BatchStepFn) -> list[list[Any]]:
+        made = super().call(jobs, step)
+        return [
+            [image.resize(job.resize_to, Image.Resampling.LANCZOS) for image in images]
+            if job.resize_to and job.resize_to != images[0].size
+            else images
+            for job, images in zip(jobs, made, strict=True)
+        ]

@@ -19,6 +19,7 @@ def spec_from(request: qwen_edit_pb2.EditRequest) -> EditSpec:
         **sampling_fields(request),
         images=[_source(image) for image in request.images],
         mask=_source(request.mask) if request.HasField("mask") else None,
+        strength=request.strength if request.HasField("strength") else None,
     )
 
 

@@ -119,7 +119,7 @@ INVALID = {
         {"mask": mask_input(left_half_alpha_mask(128, 64))},
         f"mask: 128x64 does not match image, which is {SIDE}x{SIDE}",
     ),
-    "strength zero": ({"strength": 0.0}, "strength: 0.0 is outside 0..1"),
+    "strength zero": ({"strength": 0.0}, "strength: 0 is outside 0..1"),
     "strength above one": ({"strength": 1.5}, "strength: 1.5 is outside 0..1"),
     "mask without image": (
         {"image": None, "mask": mask_input(left_half_alpha_mask(SIDE, SIDE))},
