@@ -13,7 +13,7 @@ MODELS_STAMP := models/.stamp
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: setup postgres chromium run test lint typecheck bench deploy-check images push-images protos models clean
+.PHONY: setup postgres chromium run test fuzz lint typecheck bench deploy-check images push-images protos models clean
 
 setup: $(VENV_STAMP) $(GEN_STAMP) $(MODELS_STAMP)
 
@@ -68,6 +68,13 @@ chromium:
 
 test: setup postgres chromium
 	$(PY) -m pytest -q
+
+# schemathesis over every route of the gateway's OpenAPI document, against a mesh of its own with
+# small limits (tests/reliability/test_fuzz.py); `make test` runs the same with FUZZ_EXAMPLES=8.
+# Ends with "fuzz: N requests tried, M 5xx seen" (details in tests/artifacts/fuzz.json).
+FUZZ_EXAMPLES ?= 100
+fuzz: setup
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/reliability/test_fuzz.py
 
 bench: setup
 	$(PY) -m bench
