@@ -83,7 +83,10 @@ INVALID = {
     "bad width": ({"width": 120}, "width: 120 is not a multiple of 16"),
     "one step": ({"num_inference_steps": 1}, "num_inference_steps: 1 is outside 2..100"),
     "too many outputs": ({"num_images": 5}, "num_images: 5 is outside 1..4"),
-    "a mask": ({"mask": png((0, 0, 0))}, "mask: QwenImageEditPipeline does not inpaint"),
+    "a mask of another size": (
+        {"mask": png((0, 0, 0), (32, 32))},
+        "mask: 32x32 does not match images[0], which is 96x64",
+    ),
     "extreme aspect ratio, no size": (
         {"images": [png((1, 2, 3), (4000, 40))], "width": 0, "height": 0},
         "is outside 64..2048 pixels (the default size for images[0], 4000x40)",
