@@ -82,9 +82,10 @@ class LoraAdapters:
                     str(path.parent), weight_name=path.name, adapter_name=name
                 )
         except Exception as exc:  # any failure to read the file or fit it to the model
-            reason = f"its file {path.name} does not load ({type(exc).__name__}: {exc})"[:400]
+            # The exception's text names server paths: it goes to the log, not to callers.
+            reason = f"its file {path.name} does not load ({type(exc).__name__})"
             self.library.mark_broken(name, path, reason)
-            log.error("lora %s: %s", name, reason)
+            log.error("lora %s: %s: %s", name, reason, exc)
             self._discard(name)
             raise FailedPrecondition(unavailable(name, reason)) from exc
         self.loads += 1
