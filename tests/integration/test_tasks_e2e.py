@@ -502,7 +502,12 @@ def test_old_results_are_deleted_with_their_images(
         wait_until(
             lambda: not any(f"/{rid}-" in k for k in bucket_keys(s3, BUCKET)), 30, "image deletion"
         )
-        assert client.get(f"/api/v1/tasks/{task_id}/result").status_code == 404
+        # The sweep deletes the images first, then the row: the row goes a moment later.
+        wait_until(
+            lambda: client.get(f"/api/v1/tasks/{task_id}/result").status_code == 404,
+            30,
+            "the task's deletion",
+        )
         assert client.get(f"/api/v1/tasks/{task_id}").json()["output"]["task_status"] == "UNKNOWN"
 
 
