@@ -8,9 +8,12 @@ free loopback port, at WARNING log level, started side by side and waited on by 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,6 +105,9 @@ class BenchMesh:
         }
         self.upstream_key = upstream_key
         self.processes: dict[str, ServiceProcess] = {}
+        # The S3 server keeps its objects on disk: in a folder of this mesh's, gone at exit.
+        self.s3_data = tempfile.mkdtemp(prefix="bench-s3-")
+        atexit.register(shutil.rmtree, self.s3_data, True)
 
     def target(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
@@ -127,7 +133,14 @@ class BenchMesh:
         py, t = sys.executable, self.target
         return {
             "s3": (
-                [py, str(ROOT / "scripts" / "s3_server.py"), "--port", str(self.ports["s3"])],
+                [
+                    py,
+                    str(ROOT / "scripts" / "s3_server.py"),
+                    "--port",
+                    str(self.ports["s3"]),
+                    "--data-dir",
+                    self.s3_data,
+                ],
                 {},
                 lambda: port_open("127.0.0.1", self.ports["s3"]),
             ),
