@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from pydantic.json_schema import models_json_schema
 
 from services.common import tracing
-from services.gateway import errors, page, probes
+from services.gateway import apidoc, errors, page, probes
 from services.gateway.catalog import Catalog
 from services.gateway.chat.protocol import ChatCompletionRequest
 from services.gateway.chat.router import router as chat_router
@@ -83,7 +81,7 @@ def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> Fast
         probes.router,
     ):
         app.include_router(router)
-    _document_bodies(app, [*IMAGE_MODELS, *EDIT_MODELS, ChatCompletionRequest, *TASK_MODELS])
+    apidoc.install(app, [*IMAGE_MODELS, *EDIT_MODELS, ChatCompletionRequest, *TASK_MODELS], catalog)
     open_paths = list(settings.open_paths)
     if settings.page:
         page.install(app)
@@ -105,26 +103,3 @@ def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> Fast
     app.add_middleware(RequestContext)
     tracing.instrument_app(app)  # only with OTEL_EXPORTER_OTLP_ENDPOINT set
     return app
-
-
-def _document_bodies(app: FastAPI, models: list[Any]) -> None:
-    """Routes that parse their own body name its models (`bodies.json_body`); add their schemas."""
-    plain = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = plain()
-        _, definitions = models_json_schema(
-            [(model, "validation") for model in models],
-            ref_template="#/components/schemas/{model}",
-        )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(definitions.get("$defs", {}))
-        for path in schema.get("paths", {}).values():
-            for operation in path.values():
-                operation.pop("x-body-models", None)
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

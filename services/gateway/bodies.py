@@ -119,7 +119,7 @@ def schema_ref(model: type[BaseModel]) -> dict[str, str]:
 
 
 def json_body(*models: type[BaseModel], multipart: type[BaseModel] | None = None) -> dict[str, Any]:
-    """`openapi_extra` for a route that parses its own body; `app.docs` adds the schemas."""
+    """`openapi_extra` for a route that parses its own body; `apidoc.install` adds the schemas."""
     schema: dict[str, Any] = (
         schema_ref(models[0]) if len(models) == 1 else {"oneOf": [schema_ref(m) for m in models]}
     )

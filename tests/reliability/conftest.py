@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.fakes.fixtures import ProviderFakes
+from tests.reliability.fuzzing import TALLY
 from tests.support.hosted import Hosted, hosted_gateway
 from tests.support.mesh import Mesh
 from tests.support.waiting import wait_until
@@ -54,3 +55,10 @@ def whole_mesh(mesh: Mesh) -> Iterator[Mesh]:
     for name in ("storage", "providers", "qwen_image", "qwen_edit", "gateway"):
         mesh.ensure_running(name)
     wait_until(lambda: gateway_ready(mesh.gateway_url), 60, "gateway /readyz")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fuzz run's figure (test_fuzz.py), when it ran: requests tried and 5xx seen."""
+    if TALLY.total:
+        TALLY.write()
+        terminalreporter.write_line(TALLY.figure())

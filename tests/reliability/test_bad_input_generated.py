@@ -52,6 +52,7 @@ BOUNDED = settings(
 BASES: dict[str, dict[str, Any]] = {
     "OpenAIImageRequest": OK,
     "DashScopeImageRequest": DS_OK,
+    "DashScopeGenerationRequest": DS_OK,
     "EditJsonRequest": {**OK, "image": NOT_AN_IMAGE},
     "ChatCompletionRequest": CHAT_OK,
     "TaskCreateRequest": TASK_OK,
@@ -95,7 +96,7 @@ class Schema:
                     self.bodies.append((path, ref["$ref"].rsplit("/", 1)[-1]))
 
     def resolve(self, schema: Any, depth: int = 0) -> Any:
-        if depth > 12:
+        if depth > 24:
             return {}
         if isinstance(schema, dict):
             if "$ref" in schema:
@@ -110,7 +111,10 @@ class Schema:
 
 
 def _object_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The alternative of an `anyOf` that describes an object (or the schema itself)."""
+    """The schema itself when it lists properties (its `anyOf` then only says which of them
+    are required), else the alternative of its `anyOf` that describes an object."""
+    if "properties" in schema:
+        return schema
     for option in schema.get("anyOf", []):
         if option.get("type") == "object" or "properties" in option:
             return option
