@@ -123,6 +123,16 @@ def write_identities(data_dir: Path) -> Path:
     return path
 
 
+def local_sockets(data_dir: Path) -> list[str]:
+    """weed's S3 and filer Unix sockets in the data folder: by default they are
+    /tmp/seaweedfs-<part>-<port>.sock, and the S3 one is left behind at every stop. Only where
+    the path fits a socket's name (108 bytes on Linux)."""
+    paths = {part: data_dir / f"{part}.sock" for part in ("s3", "filer")}
+    if any(len(os.fsencode(path)) >= 100 for path in paths.values()):
+        return []
+    return [f"-{part}.localSocket={path}" for part, path in paths.items()]
+
+
 def weed_argv(binary: str, host: str, port: int, data_dir: Path) -> list[str]:
     ports = weed_ports(data_dir, host, port)
     return [
@@ -134,6 +144,7 @@ def weed_argv(binary: str, host: str, port: int, data_dir: Path) -> list[str]:
         f"-s3.port={port}",
         *(f"-{name}={value}" for name, value in ports.items()),
         f"-s3.config={write_identities(data_dir)}",
+        *local_sockets(data_dir),
         # Off: the IAM API (users come from the identities file only), WebDAV, the admin UI, the
         # Iceberg and Lance catalogs (fixed ports 8181 / 9101 otherwise) and telemetry.
         "-s3.iam=false",
