@@ -33,8 +33,8 @@ def suggestion(name: str, known: Iterable[str]) -> str | None:
     if name in IGNORED:
         return None
     by_key = {_key(field): field for field in known}
-    if _key(name) in by_key:
-        return None
+    if _key(name) in by_key:  # ours, written with capitals or dashes: still not read
+        return None if by_key[_key(name)] == name else by_key[_key(name)]
     close = difflib.get_close_matches(_key(name), list(by_key), n=1, cutoff=CUTOFF)
     return by_key[close[0]] if close else None
 
