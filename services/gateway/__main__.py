@@ -14,6 +14,7 @@ from services.common.memory import return_large_buffers
 from services.gateway.app import build_app
 from services.gateway.catalog import CatalogError
 from services.gateway.settings import GatewaySettings
+from services.gateway.slowclients import protocol
 
 
 def main() -> None:
@@ -40,6 +41,9 @@ def main() -> None:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=30,
+        # Slow clients: a timer on each request head, and a cap on connections and requests.
+        http=protocol(settings.header_timeout_seconds),
+        limit_concurrency=settings.limit_concurrency or None,
     )
 
 

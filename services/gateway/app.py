@@ -1,8 +1,9 @@
 """The gateway's FastAPI application: `build_app(settings)`.
 
 The lifespan opens one gRPC channel per backend and builds the serving objects on `app.state`
-(routes take them from there); middleware adds the request id, API keys, the body cap and CORS;
-`errors.install` makes every failure an envelope. `/docs` shows every accepted body shape.
+(routes take them from there); middleware adds the request id, API keys, the body cap, the
+body-read timeout and CORS; `errors.install` makes every failure an envelope. `/docs` shows every
+accepted body shape (`apidoc`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from services.gateway.middleware import ApiKeys, BodyLimit, RequestContext
 from services.gateway.model_list.router import router as models_router
 from services.gateway.model_list.serving import ModelListService
 from services.gateway.settings import GatewaySettings
+from services.gateway.slowclients import BodyTimeout
 from services.gateway.sources import ImageSources
 from services.gateway.tasks.client import TasksClient
 from services.gateway.tasks.prepare import TaskPreparer
@@ -58,7 +60,7 @@ def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> Fast
         app.state.edits = ImageEditService(settings, catalog, backends, sources, delivery)
         app.state.chat = ChatService(settings, catalog, backends)
         app.state.models = ModelListService(settings, catalog, backends)
-        app.state.tasks = TasksClient(settings, backends, TaskPreparer(settings, catalog))
+        app.state.tasks = TasksClient(settings, backends, TaskPreparer(settings, catalog), sources)
         try:
             yield
         finally:
@@ -90,6 +92,11 @@ def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> Fast
 
     # Added last = outermost: the request id wraps everything (even a 401 or 413 carries it),
     # and CORS wraps the key check, so a browser can read a 401 too.
+    app.add_middleware(
+        BodyTimeout,
+        idle_seconds=settings.body_idle_seconds,
+        total_seconds=settings.body_timeout_seconds,
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeys, keys=settings.api_keys, open_paths=open_paths)
     if settings.cors_origins:

@@ -77,6 +77,15 @@ class GatewaySettings(BaseSettings):
     # Retry-After (seconds) on a 429 when the backend gave no hint of its own.
     retry_after_seconds: int = Field(default=2, ge=1)
 
+    # Slow clients (services/gateway/slowclients.py): the request head must arrive within
+    # header_timeout_seconds, each body chunk within body_idle_seconds and the whole body within
+    # body_timeout_seconds (408 past any); at most limit_concurrency connections and requests at
+    # once (uvicorn answers 503 past it; 0 = no limit).
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_idle_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=120.0, gt=0)
+    limit_concurrency: int = Field(default=1024, ge=0)
+
     # Whole request body, checked from Content-Length and while reading: 413 past it.
     max_body_bytes: int = Field(default=25 * MIB, ge=1024)
     # One input image (decoded), whether uploaded, inlined as base64 or fetched by URL.
