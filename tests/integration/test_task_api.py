@@ -23,6 +23,7 @@ from services.gateway.catalog import Catalog
 from services.gateway.clients import Backends
 from services.gateway.middleware import ApiKeys, RequestContext
 from services.gateway.settings import DEFAULT_CATALOG, GatewaySettings
+from services.gateway.sources import ImageSources
 from services.gateway.tasks.client import TasksClient
 from services.gateway.tasks.prepare import TaskPreparer
 from services.gateway.tasks.router import router
@@ -90,7 +91,12 @@ def build(service: RunningTasks, keys: list[str] | None = None) -> FastAPI:
     app.add_middleware(ApiKeys, keys=keys or [])
     app.add_middleware(RequestContext)
     app.state.backends = Backends(settings)
-    app.state.tasks = TasksClient(settings, app.state.backends, TaskPreparer(settings, catalog))
+    app.state.tasks = TasksClient(
+        settings,
+        app.state.backends,
+        TaskPreparer(settings, catalog),
+        ImageSources(settings, app.state.backends),
+    )
     return app
 
 

@@ -12,8 +12,11 @@ wrongly accepted would still answer quickly.
 from __future__ import annotations
 
 import base64
+import io
 from dataclasses import dataclass, field
 from typing import Any
+
+from PIL import Image
 
 GEN = "/v1/images/generations"
 EDITS = "/v1/images/edits"
@@ -33,6 +36,13 @@ CHAT_OK = {"model": "gpt-5", "messages": [{"role": "user", "content": "hello"}]}
 TASK_OK = {"model": "qwen-image", "parameters": {"prompt": "a cat", "size": "64*64", "n": 1}}
 SYNTH_OK = {"model": "qwen-image", "input": {"prompt": "a cat"}, "parameters": {"size": "64*64"}}
 NOT_AN_IMAGE = "data:image/png;base64," + base64.b64encode(b"plain text, no pixels").decode()
+
+
+def png_data_url(width: int, height: int) -> str:
+    """A real (grey) PNG of that size, as a data URL."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (128, 128, 128)).save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 @dataclass(frozen=True)
@@ -315,6 +325,27 @@ EDIT_JSON = [
         "mask: base64 image bytes is not valid base64",
         mask="!!!",
     ),
+    _edit("strength-zero", NOT_AN_IMAGE, "strength must be > 0.0 (got 0)", strength=0),
+    _edit("strength-above-one", NOT_AN_IMAGE, "strength must be <= 1.0 (got 1.5)", strength=1.5),
+    _edit(
+        "strength-hosted",
+        NOT_AN_IMAGE,
+        "strength applies to the local models' img2img and inpainting; gpt-image-1 does not",
+        model="gpt-image-1",
+        strength=0.5,
+    ),
+    _edit(
+        "qwen-image-two-images",
+        [NOT_AN_IMAGE] * 2,
+        "qwen-image takes one input image (img2img; with a mask, inpainting), got 2",
+        model="qwen-image",
+    ),
+    _edit(
+        "mask-size",
+        png_data_url(64, 64),
+        "mask is 32x16 but image is 64x64; send a mask of the image's size",
+        mask=png_data_url(32, 16),
+    ),
     _edit("too-many-images", [NOT_AN_IMAGE] * 40, "at most 16 images per edit (got 40)"),
     _edit("n-zero", NOT_AN_IMAGE, "n must be >= 1 (got 0)", n=0),
     _edit("size-bad", NOT_AN_IMAGE, f"{SIZE_FORM} (got 'huge')", size="huge"),
@@ -456,7 +487,8 @@ CHATS = [
     _chat(
         "model-image",
         {**CHAT_OK, "model": "qwen-image"},
-        "model 'qwen-image' is served at /v1/images/generations, not /v1/chat/completions",
+        "model 'qwen-image' is served at /v1/images/generations, /v1/images/edits, not "
+        "/v1/chat/completions",
     ),
     _chat("max-tokens-negative", {**CHAT_OK, "max_tokens": -5}, "max_tokens must be >= 1 (got -5)"),
     _chat("temperature-text", {**CHAT_OK, "temperature": "hot"}, "temperature must be a number"),

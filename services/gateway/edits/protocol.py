@@ -23,7 +23,17 @@ MAX_INPUT_IMAGES = 16
 
 
 class EditKnobs(ImageKnobs, StreamKnobs):
-    """What both edit forms share: every knob of generations, streaming included."""
+    """What both edit forms share: every knob of generations, streaming included, and the
+    img2img / inpainting `strength` of the local models."""
+
+    strength: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="How far the picture may move from the input, 0 < strength <= 1 (local "
+        "models): qwen-image without a mask (img2img) defaults to 0.6; with a mask, 1.0 "
+        "(the masked area is redrawn from noise)",
+    )
 
 
 class EditJsonRequest(EditKnobs):
@@ -90,6 +100,7 @@ class EditSpec:
     loras: list[LoraChoice] = field(default_factory=list)  # the request's `lora`
     output: OutputOptions = field(default_factory=OutputOptions)
     shape: str = "openai"  # edits are always OpenAI-shaped (seed 003's defaults apply)
+    strength: float | None = None  # local img2img / inpainting; None: the model server's default
 
 
 def _spec(
@@ -135,6 +146,7 @@ def _spec(
         partial_images=request.partial_images,
         loras=request.lora or [],
         output=options_from(request),
+        strength=request.strength,
     )
 
 

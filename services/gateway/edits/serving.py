@@ -1,8 +1,10 @@
 """Image edits: resolve the input images, route by model, call the backend, deliver.
 
-Input images are fetched and checked concurrently (`ImageSources`); local models get an
-ImageEditing.Edit call, hosted ones Providers.EditImages. Plain class: testable without HTTP.
-`stream` gives a local model's steps and previews (EditStream) before the delivered images.
+Input images are fetched and checked concurrently (`ImageSources`); the Qwen-Image-Edit server
+gets an ImageEditing.Edit call (with a mask: inpainting), the Qwen-Image server an
+ImageGeneration.Generate call with the one input image (img2img; with a mask: inpainting), hosted
+models Providers.EditImages. Plain class: testable without HTTP. `stream` gives a local model's
+steps and previews (EditStream / GenerateStream) before the delivered images.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
-from imagemesh.v1 import common_pb2, providers_pb2, qwen_edit_pb2
+from imagemesh.v1 import common_pb2, providers_pb2, qwen_edit_pb2, qwen_image_pb2
 
 from services.gateway.catalog import Catalog, Entry
 from services.gateway.clients import Backends
 from services.gateway.delivery import Delivery
+from services.gateway.edits.masks import check_mask_size
 from services.gateway.edits.protocol import EditSpec, ImageRef
+from services.gateway.errors import invalid
 from services.gateway.knobs import check_count
 from services.gateway.lora_field import check_loras, lora_refs
 from services.gateway.openai_defaults import fill
@@ -52,9 +57,24 @@ class ImageEditService:
         check_applies(spec.output, entry)
         if entry.local:
             require_multiple_of_16(spec.width, spec.height, entry.name)
+        elif spec.strength is not None:
+            raise invalid(
+                f"strength applies to the local models' img2img and inpainting; "
+                f"{entry.name} does not take it",
+                "strength",
+            )
+        if entry.backend == "qwen_image" and len(spec.images) > 1:
+            raise invalid(
+                f"{entry.name} takes one input image (img2img; with a mask, inpainting), "
+                f"got {len(spec.images)}",
+                "image",
+            )
         refs = [*spec.images, *([spec.mask] if spec.mask else [])]
         loaded = await asyncio.gather(*(self._load(ref) for ref in refs))
-        return entry, loaded[: len(spec.images)], loaded[len(spec.images)] if spec.mask else None
+        images, mask = loaded[: len(spec.images)], loaded[len(spec.images)] if spec.mask else None
+        if mask is not None:
+            check_mask_size(images[0], mask, spec.images[0].param)
+        return entry, images, mask
 
     async def edit(self, spec: EditSpec) -> Outcome:
         return await self._edit(spec, *await self._inputs(spec))
@@ -67,10 +87,11 @@ class ImageEditService:
         start = time.perf_counter()
         if entry.local:
             spec = fill(spec, entry, self._settings, edit=True)
+            call, _, request = self._local(entry, spec, images, mask)
             result = await self._backends.unary(
                 entry.backend,
-                self._backends.qwen_edit.Edit,
-                self._local_request(spec, images, mask),
+                call,
+                request,
                 deadline=self._settings.edit_deadline_seconds,
                 what=entry.name,
             )
@@ -100,11 +121,11 @@ class ImageEditService:
             yield DoneEvent(await self._edit(spec, entry, images, mask))
             return
         spec = fill(spec, entry, self._settings, edit=True)
-        request = self._local_request(spec, images, mask)
+        _, call, request = self._local(entry, spec, images, mask)
         request.partial_images = spec.partial_images
         messages = self._backends.stream(
             entry.backend,
-            self._backends.qwen_edit.EditStream,
+            call,
             request,
             deadline=self._settings.edit_deadline_seconds,
             what=entry.name,
@@ -123,6 +144,45 @@ class ImageEditService:
             return await self._sources.from_bytes(ref.data, ref.param)
         return await self._sources.from_text(ref.text, ref.param)
 
+    def _local(
+        self, entry: Entry, spec: EditSpec, images: list[bytes], mask: bytes | None
+    ) -> tuple[Any, Any, Any]:
+        """The local server's unary and stream methods, and the request for them."""
+        if entry.backend == "qwen_image":
+            stub = self._backends.qwen_image
+            return stub.Generate, stub.GenerateStream, self._image_request(spec, images, mask)
+        edit = self._backends.qwen_edit
+        return edit.Edit, edit.EditStream, self._local_request(spec, images, mask)
+
+    @staticmethod
+    def _image_request(
+        spec: EditSpec, images: list[bytes], mask: bytes | None
+    ) -> qwen_image_pb2.GenerateRequest:
+        """Qwen-Image's img2img (inpainting with a mask): the one image, at its own size unless
+        a size was asked for."""
+        request = qwen_image_pb2.GenerateRequest(
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,  # None stays unset: no true CFG
+            width=spec.width,
+            height=spec.height,
+            num_inference_steps=spec.num_inference_steps,
+            num_images=spec.n,
+        )
+        request.image.data = images[0]
+        if mask is not None:
+            request.mask.data = mask
+        if spec.strength is not None:
+            request.strength = spec.strength
+        set_on_request(request, spec.output)
+        if spec.true_cfg_scale is not None:
+            request.true_cfg_scale = spec.true_cfg_scale
+        if spec.guidance_scale is not None:
+            request.guidance_scale = spec.guidance_scale
+        if spec.seed is not None:
+            request.seed = spec.seed
+        request.loras.extend(lora_refs(spec.loras))
+        return request
+
     @staticmethod
     def _local_request(
         spec: EditSpec, images: list[bytes], mask: bytes | None
@@ -139,6 +199,8 @@ class ImageEditService:
         set_on_request(request, spec.output)
         if mask is not None:
             request.mask.data = mask
+        if spec.strength is not None:
+            request.strength = spec.strength
         if spec.true_cfg_scale is not None:
             request.true_cfg_scale = spec.true_cfg_scale
         if spec.guidance_scale is not None:

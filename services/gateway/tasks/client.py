@@ -15,8 +15,11 @@ from imagemesh.v1 import tasks_pb2
 
 from services.common import requestid
 from services.gateway.clients import Backends
+from services.gateway.edits.masks import check_mask_size
 from services.gateway.errors import from_rpc_error
 from services.gateway.settings import GatewaySettings
+from services.gateway.sources import ImageSources
+from services.gateway.tasks.inputs import image_inputs
 from services.gateway.tasks.prepare import TaskPreparer, TaskRequest
 from services.gateway.tasks.view import Task
 
@@ -38,10 +41,17 @@ def owner_of(api_key: str | None) -> str:
 
 
 class TasksClient:
-    def __init__(self, settings: GatewaySettings, backends: Backends, preparer: TaskPreparer):
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        backends: Backends,
+        preparer: TaskPreparer,
+        sources: ImageSources,
+    ):
         self._settings = settings
         self._backends = backends
         self._preparer = preparer
+        self._sources = sources
 
     async def _unary(self, method: str, request: object) -> Task:
         answer = await self._backends.unary(
@@ -54,10 +64,23 @@ class TasksClient:
         return Task.from_message(answer)
 
     async def create(self, request: TaskRequest, api_key: str | None) -> Task:
-        """Checks the request here (404 / 400 before anything is queued), then queues it."""
+        """Checks the request here (404 / 400 before anything is queued, input images fetched
+        and checked), then queues it."""
         create = self._preparer.prepare(request)
         create.owner = owner_of(api_key)
+        if create.spec.backend == tasks_pb2.TASK_BACKEND_QWEN_IMAGE:
+            await self._fetch_inputs(request, create.spec)
         return await self._unary("CreateTask", create)
+
+    async def _fetch_inputs(self, request: TaskRequest, spec: tasks_pb2.TaskSpec) -> None:
+        inputs = image_inputs(request.parameters)
+        loaded = await asyncio.gather(
+            *(self._sources.from_text(given.value, given.param) for given in inputs)
+        )
+        for given, data in zip(inputs, loaded, strict=True):
+            getattr(spec, given.field).data = data
+        if len(inputs) == 2:
+            check_mask_size(loaded[0], loaded[1], inputs[0].param)
 
     async def get(self, task_id: str, api_key: str | None) -> Task:
         return await self._unary(

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.gateway.apierror import invalid
 from services.gateway.tasks.view import Status, Task
 
 SEED_STATUS = {
@@ -107,6 +108,22 @@ def image_parts(body: dict[str, Any]) -> list[Any]:
             if isinstance(part, dict) and part.get("image"):
                 found.append(part["image"])
     return found
+
+
+def mask_image(body: dict[str, Any], has_image: bool) -> Any:
+    """`input.mask_image_url` (DashScope's image-edit name for the mask), or None; it needs an
+    image part to apply to."""
+    given = body.get("input") if isinstance(body.get("input"), dict) else {}
+    mask = given.get("mask_image_url") if isinstance(given, dict) else None
+    if mask in (None, ""):
+        return None
+    if not has_image:
+        raise invalid(
+            'input.mask_image_url needs the image it applies to: give it as a {"image": ...} '
+            "part of the user message's content",
+            "input.mask_image_url",
+        )
+    return mask
 
 
 def seed_time(value: datetime | None) -> str | None:

@@ -182,16 +182,22 @@ async def multimodal_generation(request: Request) -> JSONResponse:
                     protocol.dashscope_error(400, message, rid, code), status_code=400
                 )
         sources = protocol.image_parts(body)
+        mask = protocol.mask_image(body, bool(sources))
         if sources:
-            # Qwen-Image-Edit's form: image parts beside the text (protocol notes section 6).
+            # Qwen-Image-Edit's form: image parts beside the text (protocol notes section 6);
+            # DashScope's image-edit form names the mask input.mask_image_url.
             parsed = parse(DashScopeImageRequest, body)
             fields = {
                 **(body.get("parameters") or {}),
                 "model": parsed.model,
                 "prompt": parsed.prompt(),
                 "image": sources,
+                "mask": mask,
             }
-            outcome = await request.app.state.edits.edit(json_spec(parse(EditJsonRequest, fields)))
+            edit = json_spec(parse(EditJsonRequest, fields))
+            if edit.mask is not None:
+                edit.mask.param = "input.mask_image_url"
+            outcome = await request.app.state.edits.edit(edit)
         else:
             spec = dashscope_spec(parse(DashScopeImageRequest, body))
             outcome = await request.app.state.images.generate(spec)
