@@ -25,12 +25,21 @@ ENDPOINTS: dict[str, str] = {
 }
 
 
+# Input images per edit by backend: Qwen-Image's img2img takes one; the Qwen-Image-Edit server
+# Edit-Plus's three (QWEN_IMAGE_EDIT_MAX_INPUT_IMAGES; with the Edit pipeline it refuses past
+# one itself); hosted APIs take up to 16 (OpenAI's limit).
+BACKEND_INPUTS: dict[str, int] = {"qwen_image": 1, "qwen_edit": 3, "providers": 16}
+
+
 class Entry(BaseModel):
     name: str = Field(min_length=1)
     backend: Backend
     kinds: list[Kind] = Field(min_length=1)
     provider: str = ""
     max_images: int = Field(default=4, ge=1, le=10)
+    # Input images one edit may give (a mask not counted), checked before any is fetched;
+    # unset: the backend's (BACKEND_INPUTS).
+    max_input_images: int | None = Field(default=None, ge=1, le=16)
     # OpenAI's `quality` -> denoising steps, for local models (auto: the default steps).
     quality_steps: dict[Literal["low", "medium", "high"], int] = Field(default_factory=dict)
 
@@ -41,6 +50,10 @@ class Entry(BaseModel):
     @property
     def local(self) -> bool:
         return self.backend != "providers"
+
+    @property
+    def input_limit(self) -> int:
+        return self.max_input_images or BACKEND_INPUTS[self.backend]
 
 
 class CatalogFile(BaseModel):

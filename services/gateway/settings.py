@@ -90,6 +90,11 @@ class GatewaySettings(BaseSettings):
     max_body_bytes: int = Field(default=25 * MIB, ge=1024)
     # One input image (decoded), whether uploaded, inlined as base64 or fetched by URL.
     max_image_bytes: int = Field(default=20 * MIB, ge=1024)
+    # All input images of one request together (413 past it; downloads stop at what is left).
+    max_request_image_bytes: int = Field(default=64 * MIB, ge=1024)
+    # Image URLs downloaded at once: for one request, and by the whole gateway (more wait).
+    fetch_concurrency_per_request: int = Field(default=4, ge=1)
+    fetch_concurrency: int = Field(default=32, ge=1)
     fetch_timeout_seconds: float = Field(default=15.0, gt=0)
     fetch_max_redirects: int = Field(default=5, ge=0)
     # Image URLs that resolve to loopback, private, link-local or reserved addresses are refused

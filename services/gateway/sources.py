@@ -6,6 +6,10 @@ loopback/private/link-local address unless in GATEWAY_FETCH_ALLOW_NETWORKS, ever
 checked, a timeout, a byte cap counted while streaming, image content only); any other scheme is
 refused by name; links into our own bucket are read with Storage.Get instead. Every image must parse as PNG, JPEG, WebP, GIF, BMP or TIFF and stay within
 the per-image cap (413 past it). Errors name the field (`image`, `image[1]`, `mask`).
+
+`load_all` loads one request's images: a few downloads at once per request
+(GATEWAY_FETCH_CONCURRENCY_PER_REQUEST) and in the whole gateway (GATEWAY_FETCH_CONCURRENCY), and
+all of a request's images within GATEWAY_MAX_REQUEST_IMAGE_BYTES together.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import base64
 import binascii
 import re
 import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from imagemesh.v1 import storage_pb2
@@ -48,17 +54,44 @@ class ImageSources:
             )
         )
         self._own = [p if p.endswith("/") else p + "/" for p in settings.storage_link_prefixes]
+        # Downloads at once by the whole gateway (each request has its own bound too).
+        self._fetching = asyncio.Semaphore(settings.fetch_concurrency)
 
     async def close(self) -> None:
         await self._downloader.close()
+
+    async def load_all(self, inputs: Sequence[Input]) -> list[bytes]:
+        """One request's input images, checked, in order: at most
+        `fetch_concurrency_per_request` downloads at once, all of them together within
+        `max_request_image_bytes` (413 past it; each download stops at what the others left).
+        The first failure cancels the loads still running and is raised."""
+        budget = _Budget(self._settings.max_request_image_bytes)
+        at_once = asyncio.Semaphore(self._settings.fetch_concurrency_per_request)
+
+        async def one(given: Input) -> bytes:
+            async with at_once:
+                if given.data is not None:
+                    data = await self.from_bytes(given.data, given.param)
+                else:
+                    data = await self.from_text(given.text, given.param, budget.left())
+            budget.take(len(data), given.param)
+            return data
+
+        tasks = [asyncio.ensure_future(one(given)) for given in inputs]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def from_bytes(self, data: bytes, param: str) -> bytes:
         if not data:
             raise invalid(f"{param} is empty; upload a PNG, JPEG or WebP file", param)
         return await self._check(data, param)
 
-    async def from_text(self, value: Any, param: str) -> bytes:
-        """An image given in JSON: URL, data URL or bare base64."""
+    async def from_text(self, value: Any, param: str, budget: int | None = None) -> bytes:
+        """An image given in JSON: URL, data URL or bare base64. `budget`: the most bytes a
+        download may bring (what the request's other images left)."""
         if isinstance(value, dict) and isinstance(value.get("image_url"), str | dict):
             # OpenAI's {"image_url": "..."} / {"image_url": {"url": "..."}} forms.
             inner = value["image_url"]
@@ -76,7 +109,7 @@ class ImageSources:
         if text.startswith("data:"):
             data = self._data_url(text, param)
         elif _URL.match(text):
-            return await self._download(text, param)
+            return await self._download(text, param, budget)
         else:
             data = self._base64(text, param, "base64 image bytes")
         return await self._check(data, param)
@@ -105,14 +138,19 @@ class ImageSources:
                 param,
             ) from None
 
-    async def _download(self, url: str, param: str) -> bytes:
+    async def _download(self, url: str, param: str, budget: int | None = None) -> bytes:
         """A URL's checked image bytes (the download sniffs them; bucket objects are checked)."""
         key = self._own_key(url)
         if key is not None:
             return await self._check(await self._from_bucket(key, url, param), param)
         try:
-            fetched = await self._downloader.download(url, field=param)
+            async with self._fetching:
+                fetched = await self._downloader.download(url, field=param, max_bytes=budget)
         except FetchFailed as exc:
+            if exc.reason == "too_large" and budget is not None and budget < self._max:
+                raise too_large(
+                    _over_budget(self._settings.max_request_image_bytes), param
+                ) from None
             if exc.reason == "too_large":
                 raise too_large(
                     f"{param}: {shown(url)} is larger than the {_mib(self._max)} per-image limit",
@@ -160,3 +198,36 @@ class ImageSources:
                 f"{param}: {exc.message}; send a PNG, JPEG or WebP image", param
             ) from None
         return data
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input image as a request gave it: uploaded bytes, or JSON text (URL, data URL,
+    base64); `param` names it in messages."""
+
+    param: str
+    data: bytes | None = None
+    text: Any = None
+
+
+def _over_budget(limit: int) -> str:
+    return (
+        f"the input images of this request are more than {_mib(limit)} in all (the limit per "
+        "request); send fewer or smaller images"
+    )
+
+
+class _Budget:
+    """Bytes of input images one request may still bring."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def left(self) -> int:
+        return max(self.limit - self.used, 0)
+
+    def take(self, size: int, param: str) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise too_large(_over_budget(self.limit), param)

@@ -47,16 +47,23 @@ class Downloader:
         await self._client.aclose()
 
     async def download(
-        self, url: str, field: str = "url", timeout: float | None = None
+        self,
+        url: str,
+        field: str = "url",
+        timeout: float | None = None,
+        max_bytes: int | None = None,
     ) -> Downloaded:
         """The image at `url`. `field` names it in messages ("url", "image[1]", "result
-        image"); `timeout` (seconds) replaces the rules' own, e.g. with what a deadline leaves."""
+        image"); `timeout` (seconds) replaces the rules' own, e.g. with what a deadline leaves;
+        `max_bytes`, when lower than the rules' cap, replaces it (what a request's budget for
+        all its images leaves)."""
         if not url:
             raise FetchFailed(field, "required; give an http:// or https:// URL", "refused")
         limit = self.rules.timeout_seconds if timeout is None else timeout
+        cap = self.rules.max_bytes if max_bytes is None else min(max_bytes, self.rules.max_bytes)
         try:
             async with asyncio.timeout(limit):
-                data = await self._follow(url, field)
+                data = await self._follow(url, field, cap)
         except TimeoutError as exc:
             raise FetchFailed(
                 field, f"{shown(url)} took longer than {limit:g} s to download", "timeout"
@@ -67,7 +74,7 @@ class Downloader:
             raise FetchFailed(field, exc.message, "not_image") from exc
         return Downloaded(data, content_type)
 
-    async def _follow(self, url: str, field: str) -> bytes:
+    async def _follow(self, url: str, field: str, cap: int) -> bytes:
         current: str | httpx.URL = url
         for _hop in range(self.rules.max_redirects + 1):
             target = await self._policy.resolve(current, field)
@@ -81,7 +88,7 @@ class Downloader:
                 if response.is_redirect:
                     current = target.url.join(response.headers["location"])
                     continue
-                return await self._read(target, response, field)
+                return await self._read(target, response, field, cap)
             finally:
                 await response.aclose()
         raise FetchFailed(
@@ -104,7 +111,7 @@ class Downloader:
             extensions={"sni_hostname": target.server_name} if target.secure else {},
         )
 
-    async def _read(self, target: Target, response: httpx.Response, field: str) -> bytes:
+    async def _read(self, target: Target, response: httpx.Response, field: str, cap: int) -> bytes:
         where = shown(target.url)
         if not response.is_success:
             raise FetchFailed(
@@ -120,16 +127,15 @@ class Downloader:
                 f"{where} is not an image (Content-Type: {content_type or 'none'})",
                 "not_image",
             )
-        cap = self.rules.max_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
-            raise FetchFailed(field, self._too_large(where), "too_large")
+            raise FetchFailed(field, self._too_large(where, cap), "too_large")
         body = bytearray()
         try:
             async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) > cap:
-                    raise FetchFailed(field, self._too_large(where), "too_large")
+                    raise FetchFailed(field, self._too_large(where, cap), "too_large")
         except httpx.HTTPError as exc:
             raise FetchFailed(
                 field, f"could not download {where}: {_reason(exc)}", "unreachable"
@@ -138,8 +144,8 @@ class Downloader:
             raise FetchFailed(field, f"{where} answered an empty body", "not_image")
         return bytes(body)
 
-    def _too_large(self, where: str) -> str:
-        return f"{where} is larger than the {self.rules.max_bytes}-byte limit for fetched images"
+    def _too_large(self, where: str, cap: int) -> str:
+        return f"{where} is larger than the {cap}-byte limit for fetched images"
 
 
 def _reason(exc: httpx.HTTPError) -> str:
