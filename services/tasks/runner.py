@@ -73,6 +73,9 @@ class TaskRunner:
         if spec.HasField("seed"):
             request.seed = spec.seed
         request.loras.extend(spec.loras)
+        request.output_format = spec.output_format
+        if spec.HasField("output_compression"):
+            request.output_compression = spec.output_compression
         result = await self._backends.call(
             self._backends.qwen_image.Generate,
             request,

@@ -26,6 +26,12 @@ from services.gateway.apierror import ApiError, invalid
 from services.gateway.catalog import Catalog, Entry
 from services.gateway.knobs import ImageKnobs, check_count
 from services.gateway.lora_field import check_loras, lora_refs
+from services.gateway.output_options import (
+    check_applies,
+    hosted_extra,
+    options_from,
+    set_on_request,
+)
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16, resolve_size
 from services.gateway.validation import explain
@@ -112,6 +118,8 @@ class TaskPreparer:
             raise invalid(f"{PREFIX}n must be between 1 and 10 (got {n})", f"{PREFIX}n")
         check_count(n, entry, PREFIX)
         check_loras(knobs.lora or [], entry, PREFIX)
+        output = options_from(knobs)
+        check_applies(output, entry, PREFIX)
         width, height = resolve_size(
             knobs.size, knobs.width, knobs.height, knobs.aspect_ratio, PREFIX
         )
@@ -142,6 +150,8 @@ class TaskPreparer:
             spec.guidance_scale = guidance
         if knobs.seed is not None:
             spec.seed = knobs.seed
+        set_on_request(spec, output)  # TaskSpec names them as GenerateRequest does
+        extra.update(hosted_extra(output, entry))
         if extra:
             spec.extra.update(extra)
         spec.loras.extend(lora_refs(knobs.lora or []))
