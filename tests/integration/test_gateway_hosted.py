@@ -17,6 +17,7 @@ from PIL import Image
 from tests.fakes.fixtures import ProviderFakes
 from tests.support.hosted import hosted_gateway
 from tests.support.mesh import Mesh
+from tests.support.openai_schema import check
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +98,31 @@ def test_hosted_generation_b64_and_edit(client: openai.OpenAI, fakes: ProviderFa
     assert len(edited.data) == 2
 
 
+def test_openai_output_options_reach_gpt_image_1_and_others_refuse_them(
+    gateway: str, fakes: ProviderFakes
+) -> None:
+    options = {"output_format": "jpeg", "output_compression": 50, "quality": "high"}
+    answer = httpx.post(
+        f"{gateway}/v1/images/generations",
+        json={"model": "gpt-image-1", "prompt": "a kite", "size": "1024x1024", **options},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    check(answer.json(), "ImagesResponse")
+    sent = fakes.openai.received("/images/generations")[-1].body
+    assert {k: sent[k] for k in options} == options
+    refused = httpx.post(
+        f"{gateway}/v1/images/generations",
+        json={"model": "wanx2.1-t2i-turbo", "prompt": "a kite", "output_format": "jpeg"},
+        timeout=60,
+    )
+    assert refused.status_code == 400
+    assert (
+        "output_format 'jpeg' cannot apply to wanx2.1-t2i-turbo: it answers PNG only"
+        in (refused.json()["message"])
+    )
+
+
 def test_prompt_extend_rewrites_through_the_chat_model(gateway: str, fakes: ProviderFakes) -> None:
     fakes.dashscope.reply = "A red kite over green hills, golden light."
     answer = httpx.post(
@@ -125,7 +151,7 @@ def test_provider_rate_limit_is_429_with_its_retry_after(
     with pytest.raises(openai.RateLimitError) as caught:
         client.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "x"}])
     assert caught.value.response.headers["retry-after"] == "30"
-    assert caught.value.body["code"] == 429  # type: ignore[index]
+    assert caught.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]  # error.code
 
 
 def test_a_failed_provider_task_is_502(gateway: str, fakes: ProviderFakes) -> None:
