@@ -3,9 +3,9 @@
 
 Input images are decoded (in a thread) and checked before the request takes a queue slot: an
 undecodable image, a URL instead of bytes, or more images than the loaded pipeline takes is an
-`InvalidArgument`; so are a mask of another size than images[0], a mask beside several input
-images (diffusers 0.42.1 inpaints one: `QwenImageEditInpaintPipeline`), and `strength` outside
-(0, 1] or without a mask.
+`InvalidArgument`; so are a mask of another size than images[0], and `strength` outside (0, 1],
+without a mask, or other than 1 with a mask beside several input images (Edit-Plus redraws the
+masked area from noise).
 """
 
 from __future__ import annotations
@@ -62,10 +62,10 @@ class EditGenerator(ModelGenerator[QwenEditSettings, EditSpec, EditJob]):
                 f"images: {len(spec.images)} given; {pipeline.loaded.class_name} takes at most "
                 f"{pipeline.max_input_images}"
             )
-        if spec.mask is not None and len(spec.images) > 1:
+        if spec.mask is not None and len(spec.images) > 1 and spec.strength not in (None, 1.0):
             raise InvalidArgument(
-                f"mask: applies to one input image, {len(spec.images)} given; "
-                "QwenImageEditInpaintPipeline edits images[0] alone, so send one image with a mask"
+                f"strength: {spec.strength:.4g} with several input images; Edit-Plus redraws the "
+                "masked area of images[0] from noise (strength 1), so leave strength out"
             )
         if bool(spec.width) != bool(spec.height):
             raise InvalidArgument("width and height: give both, or neither (sized from images[0])")
@@ -98,6 +98,9 @@ class EditGenerator(ModelGenerator[QwenEditSettings, EditSpec, EditJob]):
             wanted = (spec.width, spec.height)
         else:
             wanted = default_size(images[0], self.settings.max_size)
+        if len(images) > 1:  # Edit-Plus, masked step by step at the size asked for
+            mask = mask.resize(wanted, Image.Resampling.NEAREST)
+            return EditJob(sampling, *wanted, images, mask, 1.0, sampling.steps)
         width, height = condition_size(images[0])
         run = dataclasses.replace(sampling, steps=steps_run(sampling.steps, strength))
         return EditJob(run, width, height, images, mask, strength, sampling.steps, resize_to=wanted)

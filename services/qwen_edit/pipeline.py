@@ -14,7 +14,9 @@ the loaded pipeline's modules (no second copy of the weights; see `modelserver.i
 `images[0]`. That pipeline makes its picture at the input's condition size (about one megapixel,
 whatever `width` / `height` say), so a job's `width` x `height` is that size and `resize_to` is
 the size asked for (or the input's): the images are resized to it after the call (Lanczos), and
-are left as they are when the two agree.
+are left as they are when the two agree. Edit-Plus with several input images and a mask runs
+the Edit-Plus call itself, masked step by step on images[0] (`latent_mask.py`), at the size asked
+for.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from services.modelserver.batching import BatchStepFn
 from services.modelserver.inpainting import derive
 from services.modelserver.loader import LoadedPipeline
 from services.modelserver.pipeline import ModelPipeline, PipelineJob
+from services.modelserver.previews import batch_callback
 from services.modelserver.tokens import image_tokens
+from services.qwen_edit.latent_mask import LatentMask
 from services.qwen_edit.settings import QwenEditSettings
 
 EDIT = "QwenImageEditPipeline"
@@ -76,7 +80,7 @@ class EditPipeline(ModelPipeline[EditJob]):
         self.inpaint = derive(loaded.pipe, INPAINT)
 
     def pipe_for(self, job: EditJob) -> Any:
-        return self.loaded.pipe if job.mask is None else self.inpaint
+        return self.inpaint if masked_alone(job) else self.loaded.pipe
 
     def input_image_tokens(self, job: EditJob) -> int:
         """Each input image joins the transformer's sequence as latents at its condition size."""
@@ -85,7 +89,7 @@ class EditPipeline(ModelPipeline[EditJob]):
     def call_arguments(self, jobs: list[EditJob]) -> dict[str, Any]:
         (job,) = jobs
         images = list(job.images)
-        if job.mask is not None:
+        if masked_alone(job):
             return {
                 **self.sampling_arguments(job),
                 "image": images[0],
@@ -99,6 +103,8 @@ class EditPipeline(ModelPipeline[EditJob]):
         }
 
     def call(self, jobs: list[EditJob], step: BatchStepFn) -> list[list[Any]]:
+        if jobs[0].mask is not None and not masked_alone(jobs[0]):
+            return [self._masked_plus(jobs[0], step)]
         made = super().call(jobs, step)
         return [
             [image.resize(job.resize_to, Image.Resampling.LANCZOS) for image in images]
@@ -106,3 +112,29 @@ class EditPipeline(ModelPipeline[EditJob]):
             else images
             for job, images in zip(jobs, made, strict=True)
         ]
+
+    def _masked_plus(self, job: EditJob, step: BatchStepFn) -> list[Any]:
+        """Edit-Plus over every input image, the kept area of images[0] put back each step."""
+        assert job.mask is not None
+        pipe = self.loaded.pipe
+        generators = self.generators(job.sampling)
+        blend = LatentMask(pipe, job.images[0], job.mask, job.width, job.height, generators)
+        report = batch_callback(step, [job])
+
+        def on_step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> Any:
+            tensors["latents"] = blend.blend(tensors["latents"], index)
+            report(pipe, index, timestep, tensors)
+            return {"latents": tensors["latents"]}
+
+        arguments = {
+            **self.sampling_arguments(job),
+            "image": list(job.images),
+            "generator": generators,
+            "latents": blend.noise,
+        }
+        return list(pipe(**arguments, callback_on_step_end=on_step_end).images)
+
+
+def masked_alone(job: EditJob) -> bool:
+    """A masked job of one input image: `QwenImageEditInpaintPipeline` runs it."""
+    return job.mask is not None and len(job.images) == 1

@@ -86,12 +86,33 @@ async def test_edit_plus_inpaints_too_and_a_small_input_comes_back_at_its_size(p
     assert pixels(result.images[0].data).shape == (128, 128, 3)
 
 
-async def test_with_several_images_a_mask_is_refused_naming_why(plus_stub) -> None:  # type: ignore[no-untyped-def]
+async def test_edit_plus_with_several_images_masks_the_first(plus_stub) -> None:  # type: ignore[no-untyped-def]
+    side = 256
+    first = sample_image(side, side)
+    second = common_pb2.ImageInput(data=png(sample_image(side // 2, side // 2)))
+    result = await plus_stub.Edit(
+        request(
+            side=side,
+            images=[common_pb2.ImageInput(data=png(first)), second],
+            mask=common_pb2.ImageInput(data=png(left_half_alpha_mask(side, side))),
+        )
+    )
+    (image,) = result.images
+    out = pixels(image.data)
+    assert out.shape == (side, side, 3)
+    kept = round_trip(tiny_models.TINY_EDIT_PLUS_DIR, first)
+    inside = mean_moved(out[:, : side // 2], kept[:, : side // 2])
+    far_outside = mean_moved(out[:, 3 * side // 4 :], kept[:, 3 * side // 4 :])
+    assert far_outside < 1.5, far_outside
+    assert inside > 8 and inside > 10 * far_outside, (inside, far_outside)
+
+
+async def test_with_several_images_strength_below_one_is_refused(plus_stub) -> None:  # type: ignore[no-untyped-def]
     two = [common_pb2.ImageInput(data=png(sample_image(SIDE, SIDE)))] * 2
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await plus_stub.Edit(request(images=two))
+        await plus_stub.Edit(request(images=two, strength=0.5))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "mask: applies to one input image, 2 given" in (caught.value.details() or "")
+    assert "strength: 0.5 with several input images" in (caught.value.details() or "")
 
 
 INVALID = {
