@@ -1,6 +1,7 @@
 """What running a task means: make its images on its backend and keep them in our bucket.
 
-A local model (TASK_BACKEND_QWEN_IMAGE) gets `ImageGeneration.Generate`, its prompt first polished
+A local model (TASK_BACKEND_QWEN_IMAGE) gets `ImageGeneration.Generate` (with the spec's input
+image, mask and strength: img2img / inpainting), its prompt first polished
 by `Providers.RewritePrompt` when the spec asks for prompt_extend (a failed rewrite keeps the
 prompt: it is an improvement, never a reason to fail). A hosted model gets
 `Providers.GenerateImages` with the provider's own knobs (`spec.extra`). Either way each image goes
@@ -76,6 +77,13 @@ class TaskRunner:
         request.output_format = spec.output_format
         if spec.HasField("output_compression"):
             request.output_compression = spec.output_compression
+        # Img2img / inpainting: the input image (and mask), checked by the gateway at create.
+        if spec.HasField("image"):
+            request.image.CopyFrom(spec.image)
+        if spec.HasField("mask"):
+            request.mask.CopyFrom(spec.mask)
+        if spec.HasField("strength"):
+            request.strength = spec.strength
         result = await self._backends.call(
             self._backends.qwen_image.Generate,
             request,

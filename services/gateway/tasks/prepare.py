@@ -11,7 +11,8 @@ Parameters are seed 001's (DashScope's knobs beside the prompt): `prompt`, `nega
 `lora` (its adapters; the model server checks them when the task runs: an unknown one fails the
 task naming it). Hosted models also take their provider's own knobs (LiblibAI's `aspectRatio`,
 `imgCount`, `steps`, `sourceImage`, `generateParams`, ...), passed through to the providers
-service untouched.
+service untouched. The local model also takes an input image, a mask and `strength` (img2img,
+inpainting: `inputs.py`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from services.gateway.output_options import (
 )
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16, resolve_size
+from services.gateway.tasks.inputs import image_inputs, shown, strength
 from services.gateway.validation import explain
 
 PREFIX = "parameters."
@@ -150,6 +152,11 @@ class TaskPreparer:
             spec.guidance_scale = guidance
         if knobs.seed is not None:
             spec.seed = knobs.seed
+        if entry.local:
+            # The images themselves are fetched by the caller (`TasksClient.create`).
+            wanted = strength(request.parameters, bool(image_inputs(request.parameters)))
+            if wanted is not None:
+                spec.strength = wanted
         set_on_request(spec, output)  # TaskSpec names them as GenerateRequest does
         extra.update(hosted_extra(output, entry))
         if extra:
@@ -161,7 +168,7 @@ class TaskPreparer:
             provider=provider or request.provider,
             callback_url=callback_url,
         )
-        created.parameters.update(request.parameters)
+        created.parameters.update(shown(request.parameters))
         return created
 
 
