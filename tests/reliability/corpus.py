@@ -184,6 +184,41 @@ GENERATIONS = [
         "response_format must be 'url' or 'b64_json' (got \"gif\")",
     ),
     _gen(
+        "output-format-bmp",
+        {**OK, "output_format": "bmp"},
+        "output_format must be 'png', 'jpeg' or 'webp' (got \"bmp\")",
+    ),
+    _gen(
+        "output-compression-101",
+        {**OK, "output_compression": 101},
+        "output_compression must be <= 100 (got 101)",
+    ),
+    _gen(
+        "quality-ultra",
+        {**OK, "quality": "ultra"},
+        "quality must be 'low', 'medium', 'high', 'auto', 'standard' or 'hd' (got \"ultra\")",
+    ),
+    _gen(
+        "background-transparent",
+        {**OK, "background": "transparent"},
+        "background 'transparent' cannot apply to qwen-image: it makes opaque RGB pictures",
+    ),
+    _gen(
+        "input-fidelity-local",
+        {**OK, "input_fidelity": "high"},
+        "input_fidelity cannot apply to qwen-image: it is gpt-image-1's setting for edits",
+    ),
+    _gen(
+        "misspelled-negative-prompt",
+        {**OK, "negative_promt": "blur"},
+        "unknown field negative_promt: did you mean negative_prompt?",
+    ),
+    _gen(
+        "misspelled-steps",
+        {**OK, "num_inference_step": 4},
+        "unknown field num_inference_step: did you mean num_inference_steps?",
+    ),
+    _gen(
         "format-upper",
         {**OK, "response_format": "URL"},
         "response_format must be 'url' or 'b64_json' (got \"URL\")",
