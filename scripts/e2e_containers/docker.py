@@ -63,6 +63,9 @@ def run_args(
     """`docker run` arguments for one plan: what its pod spec says, in Docker's words; `publish`
     is a container port to publish on a free loopback port of the host."""
     args = ["run", "--detach", "--name", name, "--label", f"{LABEL}={run_id}"]
+    # A Deployment's pods restart whatever the exit (restartPolicy: Always), e.g. a service that
+    # starts before the database it needs.
+    args += ["--restart", "always"]
     args += ["--network", network, "--hostname", f"{plan.workload}-0"]
     for alias in plan.aliases:
         args += ["--network-alias", alias]
@@ -90,6 +93,11 @@ def run_args(
         if mount.kind == "tmpfs":
             # An emptyDir: empty, writable by the pod's user (the kubelet makes it 0777).
             options = "rw,nosuid,nodev,mode=1777"
+            if plan.user:
+                # Docker gives a tmpfs over a folder of the image that folder's mode, so own it
+                # as the pod's user and fsGroup would (the kubelet chowns volumes to fsGroup).
+                uid, gid = plan.user.split(":")
+                options += f",uid={uid},gid={plan.groups[0] if plan.groups else gid}"
             if mount.size_bytes:
                 options += f",size={mount.size_bytes}"
             args += ["--tmpfs", f"{mount.path}:{options}"]
@@ -132,6 +140,10 @@ def address(name: str, network: str) -> str:
 
 def running(name: str) -> bool:
     return bool(inspect(name)["State"]["Running"])
+
+
+def restarts(name: str) -> int:
+    return int(inspect(name)["RestartCount"])
 
 
 def logs(name: str, tail: int = 40) -> str:

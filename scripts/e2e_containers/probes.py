@@ -16,6 +16,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from scripts.e2e_containers import docker
 from scripts.e2e_containers.plan import ContainerPlan, Obj
 
+# A crash loop, not a service waiting for one it needs (Docker backs off 0.1 s, 0.2 s, ...).
+MAX_RESTARTS = 10
+
 
 @dataclass
 class Outcome:
@@ -64,8 +67,9 @@ def wait_ready(plan: ContainerPlan, name: str, ip: str, budget_seconds: float) -
     deadline = time.monotonic() + budget_seconds
     outcome = Outcome(False, "not tried")
     while time.monotonic() < deadline:
-        if not docker.running(name):
-            return Outcome(False, f"exited:\n{docker.logs(name)}")
+        # Docker restarts it as the kubelet would; a crash loop is a failure.
+        if docker.restarts(name) > MAX_RESTARTS:
+            return Outcome(False, f"restarted {MAX_RESTARTS} times:\n{docker.logs(name)}")
         outcome = run(probe, plan, name, ip)
         if outcome.ok:
             return outcome

@@ -62,7 +62,8 @@ def test_docker_run_says_what_the_pod_spec_says(planned, tmp_path):
     assert (
         "--network-alias qwen-image" in joined and f"--expose {GRPC_PORTS['qwen-image']}" in joined
     )
-    assert "--tmpfs /tmp:rw,nosuid,nodev,mode=1777,size=2147483648" in joined
+    # emptyDirs: tmpfs of the manifest's sizeLimit, owned by the pod's user and fsGroup.
+    assert "--tmpfs /tmp:rw,nosuid,nodev,mode=1777,uid=10001,gid=10001,size=2147483648" in joined
     assert args[-1] == plan.image  # the image's own CMD, as the manifest gives no command
     env = (tmp_path / "qwen-image.env").read_text().splitlines()
     assert "QWEN_IMAGE_LISTEN=0.0.0.0:50051" in env and "OMP_NUM_THREADS=2" in env
@@ -71,6 +72,11 @@ def test_docker_run_says_what_the_pod_spec_says(planned, tmp_path):
     assert "127.0.0.1::8000" in gateway
     catalog = tmp_path / "volumes" / "gateway" / "etc_imagemesh" / "catalog.yaml"
     assert f"{catalog.parent}:/etc/imagemesh:ro" in gateway and "qwen-image" in catalog.read_text()
+
+
+def test_a_statefulsets_volume_claim_is_a_tmpfs_its_user_can_write(planned, tmp_path):
+    args = " ".join(run_args(planned["postgres"], "pg", "net", "r1", tmp_path))
+    assert "--tmpfs /var/lib/postgresql/data:rw,nosuid,nodev,mode=1777,uid=999,gid=999" in args
 
 
 def test_secrets_reach_the_environment_with_run_values_in_place_of_placeholders(objs, planned):

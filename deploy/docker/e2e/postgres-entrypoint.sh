@@ -15,7 +15,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     rm -f "$pwfile"
     echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
     pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null
-    if [ "$POSTGRES_DB" != "$POSTGRES_USER" ]; then
+    # As the official image: initdb makes only `postgres` (and the templates).
+    if [ "$POSTGRES_DB" != postgres ]; then
         createdb --username="$POSTGRES_USER" "$POSTGRES_DB"
     fi
     pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
