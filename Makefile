@@ -91,8 +91,12 @@ lint: $(VENV_STAMP) $(BUF)
 typecheck: setup
 	$(VENV)/bin/mypy services
 
+# Then what would be applied (DEPLOY_BUILDS, folders under deploy/): fails while a placeholder
+# secret is left or the default-deny egress policy is missing (tests/deploy/secure.py).
+DEPLOY_BUILDS ?= overlays/cpu overlays/gpu
 deploy-check: $(VENV_STAMP)
 	$(PY) -m pytest -q tests/deploy
+	$(PY) -m tests.deploy.secure $(DEPLOY_BUILDS)
 
 # Container images (needs a Docker engine; nothing in `make test` does). One target per image in
 # deploy/docker/Dockerfile; model servers in two flavours, tagged TAG-cpu and TAG-cuda. The names

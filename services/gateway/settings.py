@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from services.common.fetch import AllowNetworks
@@ -108,6 +108,9 @@ class GatewaySettings(BaseSettings):
 
     # Bearer keys; empty = no auth. Never logged.
     api_keys: CsvList = Field(default_factory=list, repr=False)
+    # false: the gateway refuses to start without api_keys (deploy/ sets it: a cluster is not
+    # left open by a forgotten Secret); true = anonymous access is intended when no keys are set.
+    allow_anonymous: bool = True
     # Paths that answer without a key when keys are set, e.g. /healthz,/readyz,/docs,/openapi.json.
     open_paths: CsvList = Field(default_factory=lambda: ["/healthz"])
     cors_origins: CsvList = Field(default_factory=list)
@@ -157,6 +160,16 @@ class GatewaySettings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown backends {unknown}; choose from {list(LOCAL_BACKENDS)}")
         return value
+
+    @model_validator(mode="after")
+    def _keys_or_anonymous(self) -> GatewaySettings:
+        if not self.allow_anonymous and not self.api_keys:
+            raise ValueError(
+                "GATEWAY_API_KEYS is empty and GATEWAY_ALLOW_ANONYMOUS is false: set the keys "
+                "clients must send (in Kubernetes, the gateway-api-keys Secret), or set "
+                "GATEWAY_ALLOW_ANONYMOUS=true if anonymous access is intended"
+            )
+        return self
 
     def target(self, backend: str) -> str:
         return str(getattr(self, f"{backend}_target"))

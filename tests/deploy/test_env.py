@@ -26,6 +26,12 @@ LIBRARY_ENV = {
     "HF_HUB_OFFLINE": "huggingface_hub: never call the hub for a local folder",
     "OMP_NUM_THREADS": "torch: CPU threads (defaults to the node's cores, not the pod's limit)",
 }
+# Families of variables a library reads: prefix -> who reads them.
+LIBRARY_PREFIXES = {
+    # services/common/tracing.py reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT and
+    # OTEL_SERVICE_NAME; the OpenTelemetry SDK every other OTEL_* (sampler, headers, batching).
+    "OTEL_": "opentelemetry-sdk and services/common/tracing.py",
+}
 
 # Dockerfile target -> the service it runs.
 TARGETS = {
@@ -85,7 +91,11 @@ def read_by(service: str) -> set[str]:
 
 def unread(names: set[str], service: str) -> list[str]:
     known = read_by(service) | set(LIBRARY_ENV)
-    return sorted(name for name in names if name.upper() not in known)
+    return sorted(
+        name
+        for name in names
+        if name.upper() not in known and not name.upper().startswith(tuple(LIBRARY_PREFIXES))
+    )
 
 
 def test_the_reader_follows_prefixes_and_aliases():
@@ -104,6 +114,13 @@ def test_the_reader_follows_prefixes_and_aliases():
         "OPENAI_API_KEY",
         "SOME_URL",
     }
+
+
+def test_opentelemetry_variables_are_read_by_every_service():
+    names = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER"}
+    assert unread(names, "gateway") == []
+    assert unread(names | {"OTEL_X"}, "tasks") == []  # the SDK's own names are not listed
+    assert unread({"OTELX_ENDPOINT"}, "tasks") == ["OTELX_ENDPOINT"]
 
 
 def test_a_misspelt_variable_is_caught():
