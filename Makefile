@@ -117,7 +117,7 @@ IMAGE_TARGETS := $(CPU_IMAGE_TARGETS) qwen-image-cuda qwen-edit-cuda
 image_ref = $(IMAGE_REGISTRY)/$(if $(filter %-cpu %-cuda,$(1)),$(patsubst %-$(lastword $(subst -, ,$(1))),%,$(1)):$(IMAGE_TAG)-$(lastword $(subst -, ,$(1))),$(1):$(IMAGE_TAG))
 DOCKER_BUILD := DOCKER_BUILDKIT=0 nice -n 10 $(DOCKER) build $(DOCKER_BUILD_ARGS) --build-arg BASE_IMAGE=$(BASE_IMAGE)
 
-.PHONY: locks image-base image-context images-cpu e2e-stand-ins e2e-containers
+.PHONY: locks image-base image-context image-context-cuda images-cpu e2e-stand-ins e2e-containers
 
 # The images' hash-pinned lock files (deploy/docker/locks), from pyproject.toml's groups: run after
 # changing a pin, and commit them.
@@ -127,14 +127,19 @@ locks: $(VENV_STAMP)
 image-base:
 	DOCKER=$(DOCKER) deploy/docker/base.sh $(BASE_IMAGE)
 
-# The wheels of the locks the chosen targets install (the CUDA ones only for a CUDA target).
+# The wheels of the locks the images install; the CUDA ones (several GB) only for a CUDA target.
 image-context: $(VENV_STAMP)
-	deploy/docker/context.sh $(if $(filter %-cuda,$(IMAGE_TARGETS)),cuda)
+	deploy/docker/context.sh
+
+image-context-cuda: $(VENV_STAMP)
+	deploy/docker/context.sh cuda
 
 images: $(addprefix image-,$(IMAGE_TARGETS))
 
-images-cpu:
-	$(MAKE) images IMAGE_TARGETS="$(CPU_IMAGE_TARGETS)"
+images-cpu: $(addprefix image-,$(CPU_IMAGE_TARGETS))
+
+image-%-cuda: | image-base image-context image-context-cuda
+	$(DOCKER_BUILD) -f deploy/docker/Dockerfile --target $*-cuda -t $(call image_ref,$*-cuda) .
 
 image-%: | image-base image-context
 	$(DOCKER_BUILD) -f deploy/docker/Dockerfile --target $* -t $(call image_ref,$*) .

@@ -3,10 +3,11 @@
 # this machine's pip configuration: its package index, local indexes and wheel folder), checked
 # against the lock files' hashes, into the git-ignored build context folders the Dockerfile copies:
 #   build/wheels/       every wheel of the CPU images' locks (all the `make images` CPU targets)
-#   build/wheels-cuda/  the CUDA model servers' lock (only with `cuda` as an argument: several GB)
+#   build/wheels-cuda/  the CUDA model servers' lock (several GB)
 # Nothing inside a build reaches a network: `pip install --no-index --require-hashes`.
 #
-#   deploy/docker/context.sh [cuda]
+#   deploy/docker/context.sh        the CPU images' wheels
+#   deploy/docker/context.sh cuda   the CUDA model servers' wheels
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -26,7 +27,8 @@ fetch() { # fetch FOLDER LOCK...: the wheels of every lock
     echo "$folder: $(find "$folder" -name '*.whl' | wc -l) wheels, $(du -sh "$folder" | cut -f1)"
 }
 
-fetch build/wheels pip protos gateway providers storage tasks modelserver-cpu s3
 if [ "${1:-}" = cuda ]; then
     fetch build/wheels-cuda pip modelserver-cuda
+else
+    fetch build/wheels pip protos gateway providers storage tasks modelserver-cpu s3
 fi
