@@ -17,7 +17,7 @@ import numpy as np
 import openai
 import pytest
 
-from tests.support import tiny_models
+from tests.support import sse, tiny_models
 from tests.support.inpainting import (
     left_half_alpha_mask,
     left_half_grey_mask,
@@ -256,3 +256,27 @@ def test_a_task_whose_mask_is_of_another_size_is_refused_at_create(mesh: Mesh) -
     )
     assert answer.status_code == 400, answer.text
     assert f"mask is 64x32 but parameters.image is {SIDE}x{SIDE}" in answer.json()["message"]
+
+
+def test_a_streamed_img2img_counts_the_steps_that_run_then_answers_the_image(mesh: Mesh) -> None:
+    answer = httpx.post(
+        f"{mesh.gateway_url}/v1/images/edits",
+        json={
+            "model": "qwen-image",
+            "prompt": "a red fox",
+            "image": data_url(IMAGE),
+            "strength": 0.5,
+            "stream": True,
+            "partial_images": 1,
+            **FAST,
+            "num_inference_steps": 4,
+        },
+        timeout=300,
+    )
+    assert answer.status_code == 200, answer.text
+    events = sse.parse(answer.text)
+    steps = [e.data for e in events if e.event == "image_edit.progress" and e.data["step"]]
+    assert [(s["step"], s["total_steps"]) for s in steps] == [(1, 2), (2, 2)]
+    assert [e.event for e in events].count("image_edit.partial_image") == 1
+    (done,) = [e.data for e in events if e.event == "image_edit.completed"]
+    assert pixels(base64.b64decode(done["b64_json"])).shape == (SIDE, SIDE, 3)
