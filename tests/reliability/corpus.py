@@ -558,6 +558,36 @@ TASK_CREATES = [
         {**TASK_OK, "is_async": "perhaps"},
         'is_async must be true or false (got "perhaps")',
     ),
+    _task(
+        "mask-without-image",
+        {**TASK_OK, "parameters": {"prompt": "a", "mask": png_data_url(64, 64)}},
+        "parameters.mask needs the image it applies to: give parameters.image too",
+    ),
+    _task(
+        "strength-above-one",
+        {**TASK_OK, "parameters": {"prompt": "a", "image": png_data_url(64, 64), "strength": 3}},
+        "parameters.strength must be > 0 and <= 1 (got 3)",
+    ),
+    _task(
+        "image-twice",
+        {
+            **TASK_OK,
+            "parameters": {"prompt": "a", "image": "x", "base_image_url": "y"},
+        },
+        "give one of parameters.image and parameters.base_image_url, not both",
+    ),
+    _task(
+        "mask-size",
+        {
+            **TASK_OK,
+            "parameters": {
+                "prompt": "a",
+                "image": png_data_url(64, 64),
+                "mask": png_data_url(32, 16),
+            },
+        },
+        "mask is 32x16 but parameters.image is 64x64",
+    ),
 ]
 
 
@@ -631,6 +661,12 @@ def _multi(name: str, body: dict[str, Any], code: str, says: str, status: int = 
 
 
 MULTIMODAL = [
+    _multi(
+        "mask-without-image",
+        {**DS_OK, "input": {**DS_OK["input"], "mask_image_url": png_data_url(64, 64)}},
+        "InvalidParameter",
+        "input.mask_image_url needs the image it applies to",
+    ),
     _multi("no-model", {"input": DS_OK["input"]}, "BadRequest.EmptyModel", "model is required"),
     _multi("no-input", {"model": "qwen-image"}, "BadRequest.EmptyInput", "input is required"),
     _multi(
