@@ -9,7 +9,6 @@ steps and previews (EditStream / GenerateStream) before the delivered images.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +19,7 @@ from services.gateway.catalog import Catalog, Entry
 from services.gateway.clients import Backends
 from services.gateway.delivery import Delivery
 from services.gateway.edits.masks import check_mask_size
-from services.gateway.edits.protocol import EditSpec, ImageRef
+from services.gateway.edits.protocol import EditSpec
 from services.gateway.errors import invalid
 from services.gateway.knobs import check_count
 from services.gateway.lora_field import check_loras, lora_refs
@@ -29,7 +28,7 @@ from services.gateway.outcome import Outcome, deliver_outcome
 from services.gateway.output_options import check_applies, hosted_extra, set_on_request
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
-from services.gateway.sources import ImageSources
+from services.gateway.sources import ImageSources, Input
 from services.gateway.streaming import DoneEvent, StreamEvent, relay
 
 
@@ -63,14 +62,18 @@ class ImageEditService:
                 f"{entry.name} does not take it",
                 "strength",
             )
-        if entry.backend == "qwen_image" and len(spec.images) > 1:
-            raise invalid(
-                f"{entry.name} takes one input image (img2img; with a mask, inpainting), "
-                f"got {len(spec.images)}",
-                "image",
+        # The model's limit before any image is fetched (catalog `max_input_images`).
+        if len(spec.images) > entry.input_limit:
+            takes = (
+                "one input image (img2img; with a mask, inpainting)"
+                if entry.input_limit == 1
+                else f"at most {entry.input_limit} input images"
             )
+            raise invalid(f"{entry.name} takes {takes}, got {len(spec.images)}", "image")
         refs = [*spec.images, *([spec.mask] if spec.mask else [])]
-        loaded = await asyncio.gather(*(self._load(ref) for ref in refs))
+        loaded = await self._sources.load_all(
+            [Input(ref.param, ref.data, ref.text) for ref in refs]
+        )
         images, mask = loaded[: len(spec.images)], loaded[len(spec.images)] if spec.mask else None
         if mask is not None:
             check_mask_size(images[0], mask, spec.images[0].param)
@@ -138,11 +141,6 @@ class ImageEditService:
 
         async for event in relay(messages, finish, entry.name):
             yield event
-
-    async def _load(self, ref: ImageRef) -> bytes:
-        if ref.data is not None:
-            return await self._sources.from_bytes(ref.data, ref.param)
-        return await self._sources.from_text(ref.text, ref.param)
 
     def _local(
         self, entry: Entry, spec: EditSpec, images: list[bytes], mask: bytes | None

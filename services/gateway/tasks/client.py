@@ -18,7 +18,7 @@ from services.gateway.clients import Backends
 from services.gateway.edits.masks import check_mask_size
 from services.gateway.errors import from_rpc_error
 from services.gateway.settings import GatewaySettings
-from services.gateway.sources import ImageSources
+from services.gateway.sources import ImageSources, Input
 from services.gateway.tasks.inputs import image_inputs
 from services.gateway.tasks.prepare import TaskPreparer, TaskRequest
 from services.gateway.tasks.view import Task
@@ -74,9 +74,7 @@ class TasksClient:
 
     async def _fetch_inputs(self, request: TaskRequest, spec: tasks_pb2.TaskSpec) -> None:
         inputs = image_inputs(request.parameters)
-        loaded = await asyncio.gather(
-            *(self._sources.from_text(given.value, given.param) for given in inputs)
-        )
+        loaded = await self._sources.load_all([Input(i.param, text=i.value) for i in inputs])
         for given, data in zip(inputs, loaded, strict=True):
             getattr(spec, given.field).data = data
         if len(inputs) == 2:
