@@ -13,14 +13,20 @@ three ways with the same non-streamed GPT-5 chat completion, in a closed loop at
 - gateway: `POST /v1/chat/completions` to `python -m services.gateway` (default settings, INFO
   logging) routing `gpt-5` to that providers service, on a kept-alive connection per worker.
 
+Then the same three ways with `stream: true` (`Providers.ChatStream` for the gRPC variant): the
+upstream sends 20 chunks, each its own write, and every variant reads the stream to its end
+(`data: [DONE]`, or the gRPC stream's end).
+
 Processes are pinned: the gateway and the providers service on CPU 1, upstream and load
 generator on CPU 0 (when the machine has two). Reported: p50 / p95 / p99 latency of each, added
 p50 and p99 over direct, requests/s, and the services' CPU milliseconds per request (from /proc),
-hence requests/s per core. Targets (notes/performance.md, for gateway + providers together):
-added p50 <= 3 ms at concurrency 1, and >= 3x LiteLLM's 70 requests/s per core (210); the
-providers service alone is held to the same.
+hence requests/s per core. Targets (notes/performance.md and issue 18, for gateway + providers
+together): non-streamed, added p50 <= 2 ms at concurrency 1 and >= 3x LiteLLM's 70 requests/s
+per core (210); streamed, added p50 <= 5 ms at concurrency 1 and >= 3x LiteLLM's 31-32 streams/s
+(95). The providers service alone is held to the same.
 
-    python -m bench providers        (BENCH_QUICK=1: fewer calls)
+    python -m bench providers        (BENCH_QUICK=1: fewer calls;
+                                      BENCH_PROVIDERS_MODES=stream: one mode only)
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import httpx
 from imagemesh.v1 import providers_pb2, providers_pb2_grpc
 
 from bench._mesh import QUICK, BenchMesh, cpu_seconds, machine, pin
+from bench._upstream import STREAM_CHUNKS
 from services.common.channels import channel_options
 from tests.support.processes import ROOT
 
@@ -46,8 +53,10 @@ CONCURRENCY = (1, 4, 16, 64)
 CALLS = {1: 50, 4: 80, 16: 160, 64: 320} if QUICK else {1: 150, 4: 200, 16: 320, 64: 640}
 ROUNDS = 2 if QUICK else 3
 VARIANTS = ("direct", "providers", "gateway")
-TARGET_ADDED_MS = 3.0
-TARGET_PER_CORE = 3 * 70
+TARGET_ADDED_MS = {"plain": 2.0, "stream": 5.0}
+TARGET_PER_CORE = {"plain": 3 * 70, "stream": 95}
+MODES = tuple(os.environ.get("BENCH_PROVIDERS_MODES", "plain,stream").split(","))
+STREAM_END = b"\r\n0\r\n\r\n"  # the last chunk of a chunked HTTP/1.1 body
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -77,6 +86,7 @@ class RawClient:
     server (httpx's pool, for one, spent more CPU than the upstream it measured)."""
 
     def __init__(self, url: str, body: dict, headers: dict[str, str]) -> None:
+        self.stream = bool(body.get("stream"))
         parsed = httpx.URL(url)
         self.host, self.port = parsed.host, parsed.port or 80
         payload = json.dumps(body).encode()
@@ -101,6 +111,12 @@ class RawClient:
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             raise RuntimeError(head.decode(errors="replace"))
+        if self.stream:
+            body = await reader.readuntil(STREAM_END)
+            if b"data: [DONE]" not in body:
+                raise RuntimeError(f"stream ended without [DONE]: {body[-200:]!r}")
+            self.idle.append((reader, writer))
+            return
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         json.loads(await reader.readexactly(length))
         self.idle.append((reader, writer))
@@ -110,8 +126,10 @@ class RawClient:
             writer.close()
 
 
-async def _measure(mesh: BenchMesh) -> list[dict]:
-    body = {"model": "gpt-5", "messages": [{"role": "user", "content": PROMPT}]}
+async def _measure(mesh: BenchMesh, mode: str) -> list[dict]:
+    body: dict = {"model": "gpt-5", "messages": [{"role": "user", "content": PROMPT}]}
+    if mode == "stream":
+        body["stream"] = True
     direct = RawClient(
         f"{mesh.upstream_base}/chat/completions", body, {"Authorization": f"Bearer {KEY}"}
     )
@@ -122,7 +140,11 @@ async def _measure(mesh: BenchMesh) -> list[dict]:
         stub = providers_pb2_grpc.ProvidersStub(ch)
 
         async def via_providers() -> None:
-            await stub.Chat(request, timeout=30)
+            if mode == "stream":
+                async for _ in stub.ChatStream(request, timeout=30):
+                    pass
+            else:
+                await stub.Chat(request, timeout=30)
 
         calls = {"direct": direct.call, "providers": via_providers, "gateway": through.call}
         for call in calls.values():  # warm pools, connections, code paths
@@ -143,7 +165,7 @@ async def _measure(mesh: BenchMesh) -> list[dict]:
                             cpu[name][i] += cpu_seconds(pid) - before[i]
                     lat[name] += latencies
                     rate[name].append(len(latencies) / wall)
-            rows.append(_row(concurrency, ROUNDS * total, lat, rate, cpu))
+            rows.append({"mode": mode, **_row(concurrency, ROUNDS * total, lat, rate, cpu)})
     direct.close()
     through.close()
     return rows
@@ -187,31 +209,32 @@ def main() -> dict:
         pin(mesh.pid("upstream"), 0)
         pin(os.getpid(), 0)
         try:
-            rows = asyncio.run(_measure(mesh))
+            by_mode = {mode: asyncio.run(_measure(mesh, mode)) for mode in MODES}
         finally:
             os.sched_setaffinity(os.getpid(), range(os.cpu_count() or 1))
-    first = rows[0]
-    verdicts = {
-        "providers_added_p50": first["providers"]["added_p50_ms"] <= TARGET_ADDED_MS,
-        "gateway_added_p50": first["gateway"]["added_p50_ms"] <= TARGET_ADDED_MS,
-        "providers_per_core": min(r["providers"]["req_per_s_per_core"] or 0 for r in rows)
-        >= TARGET_PER_CORE,
-        "gateway_per_core": min(r["gateway"]["req_per_s_per_core"] or 0 for r in rows)
-        >= TARGET_PER_CORE,
-    }
-    _print(rows, verdicts)
+    verdicts = {}
+    for mode, rows in by_mode.items():
+        first = rows[0]
+        added, per_core = TARGET_ADDED_MS[mode], TARGET_PER_CORE[mode]
+        for name in ("providers", "gateway"):
+            verdicts[f"{mode}_{name}_added_p50"] = first[name]["added_p50_ms"] <= added
+            verdicts[f"{mode}_{name}_per_core"] = (
+                min(r[name]["req_per_s_per_core"] or 0 for r in rows) >= per_core
+            )
+        _print(mode, rows, verdicts)
     result = {
         "benchmark": "providers",
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
         "upstream": "bench/_upstream.py: bare ASGI under uvicorn (h11), fixed answer",
         "method": f"closed loop, concurrency {CONCURRENCY}, {ROUNDS} rotating rounds",
+        "stream_chunks": STREAM_CHUNKS,
         "targets": {
             "added_p50_ms_at_concurrency_1": TARGET_ADDED_MS,
             "req_per_s_per_core": TARGET_PER_CORE,
         },
         "met": verdicts,
-        "rows": rows,
+        "rows": [row for rows in by_mode.values() for row in rows],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "providers.json"
@@ -220,7 +243,9 @@ def main() -> dict:
     return result
 
 
-def _print(rows: list[dict], verdicts: dict[str, bool]) -> None:
+def _print(mode: str, rows: list[dict], verdicts: dict[str, bool]) -> None:
+    what = f"streamed ({STREAM_CHUNKS} chunks)" if mode == "stream" else "non-streamed"
+    print(f"{what} chat completions")
     print(
         f"{'conc':>4} {'variant':<9} {'p50 ms':>7} {'p99 ms':>7} {'+p50 ms':>8} {'+p99 ms':>8} "
         f"{'req/s':>6} {'cpu ms/req':>10} {'req/s/core':>10}"
@@ -245,14 +270,14 @@ def _print(rows: list[dict], verdicts: dict[str, bool]) -> None:
     print("cpu ms/req: the providers service (providers), gateway + providers (gateway)")
     verdict = {True: "MET", False: "NOT MET"}
     print(
-        f"target: added p50 <= {TARGET_ADDED_MS} ms at concurrency 1: "
-        f"gateway route {verdict[verdicts['gateway_added_p50']]}, "
-        f"providers alone {verdict[verdicts['providers_added_p50']]}"
+        f"target ({mode}): added p50 <= {TARGET_ADDED_MS[mode]} ms at concurrency 1: "
+        f"gateway route {verdict[verdicts[f'{mode}_gateway_added_p50']]}, "
+        f"providers alone {verdict[verdicts[f'{mode}_providers_added_p50']]}"
     )
     print(
-        f"target: >= {TARGET_PER_CORE} req/s per core (3x LiteLLM): "
-        f"gateway route {verdict[verdicts['gateway_per_core']]}, "
-        f"providers alone {verdict[verdicts['providers_per_core']]}"
+        f"target ({mode}): >= {TARGET_PER_CORE[mode]} req/s per core (3x LiteLLM): "
+        f"gateway route {verdict[verdicts[f'{mode}_gateway_per_core']]}, "
+        f"providers alone {verdict[verdicts[f'{mode}_providers_per_core']]}"
     )
 
 
