@@ -186,26 +186,24 @@ def environment(container: Obj, sources: Sources, workload: str) -> dict[str, st
         for kind, key in (("Secret", "secretRef"), ("ConfigMap", "configMapRef")):
             if key in entry:
                 ref = entry[key]
-                for name, value in sources.all(
-                    kind, ref["name"], ref.get("optional", False)
-                ).items():
-                    env[prefix + name] = value
+                values = sources.all(kind, ref["name"], ref.get("optional", False))
+                env.update({prefix + name: value for name, value in values.items()})
     for entry in container.get("env") or []:
         if "value" in entry:
             env[entry["name"]] = str(entry["value"])
             continue
         source = entry.get("valueFrom") or {}
-        value: str | None
+        found: str | None
         if "secretKeyRef" in source:
-            value = sources.value("Secret", source["secretKeyRef"])
+            found = sources.value("Secret", source["secretKeyRef"])
         elif "configMapKeyRef" in source:
-            value = sources.value("ConfigMap", source["configMapKeyRef"])
+            found = sources.value("ConfigMap", source["configMapKeyRef"])
         elif source.get("fieldRef", {}).get("fieldPath") == "metadata.name":
-            value = f"{workload}-0"
+            found = f"{workload}-0"
         else:
             raise ValueError(f"{workload}: env {entry['name']}: unsupported source {source}")
-        if value is not None:
-            env[entry["name"]] = value
+        if found is not None:
+            env[entry["name"]] = found
     return env
 
 
