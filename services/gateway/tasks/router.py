@@ -22,6 +22,7 @@ from services.common import requestid
 from services.common.errors import ServiceError
 from services.gateway.apierror import ApiError
 from services.gateway.bodies import json_body, read_json
+from services.gateway.disconnect import unless_disconnected
 from services.gateway.edits.protocol import EditJsonRequest, json_spec
 from services.gateway.errors import from_service_error
 from services.gateway.images.protocol import DashScopeImageRequest, dashscope_answer, dashscope_spec
@@ -78,7 +79,8 @@ async def create_task(request: Request) -> JSONResponse:
     )
     if body.is_async:
         return JSONResponse(protocol.envelope(rid, protocol.seed_status(task)))
-    task = await service.wait(task.id, key, seen=task)
+    # A client that hangs up stops the wait, and with it the watch of the task (which runs on).
+    task = await unless_disconnected(request, service.wait(task.id, key, seen=task))
     if not task.finished:
         # Still running after the wait cap: the client polls like an async one.
         return JSONResponse(
