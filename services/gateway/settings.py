@@ -111,6 +111,9 @@ class GatewaySettings(BaseSettings):
     # false: the gateway refuses to start without api_keys (deploy/ sets it: a cluster is not
     # left open by a forgotten Secret); true = anonymous access is intended when no keys are set.
     allow_anonymous: bool = True
+    # Proxies in front of the gateway that append to X-Forwarded-For (an ingress: 1): the client
+    # address anonymous callers' task quota is kept by (services/gateway/clientaddress.py).
+    forwarded_hops: int = Field(default=0, ge=0)
     # Paths that answer without a key when keys are set, e.g. /healthz,/readyz,/docs,/openapi.json.
     open_paths: CsvList = Field(default_factory=lambda: ["/healthz"])
     cors_origins: CsvList = Field(default_factory=list)

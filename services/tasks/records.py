@@ -19,6 +19,15 @@ class Status(StrEnum):
 PENDING = (Status.QUEUED, Status.RUNNING)
 FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
 
+# An anonymous caller's owner: `anon:` and a hash of its address. Such a task counts against
+# that address's quota (max_pending_per_key) but, like one with no owner, is readable by anyone
+# who has its id.
+ANONYMOUS_PREFIX = "anon:"
+
+
+def is_anonymous(owner: str) -> bool:
+    return not owner or owner.startswith(ANONYMOUS_PREFIX)
+
 
 # The creating request's trace context (W3C traceparent), kept in the spec when tracing is on so
 # that the run, in whichever replica, joins that trace (spec_of ignores unknown keys).

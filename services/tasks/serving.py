@@ -4,7 +4,8 @@ Plain class, testable without gRPC: the servicer maps messages to these calls. T
 a claimed task (services/tasks/runner.py in production; tests give their own).
 
 Tasks belong to an owner (the gateway passes the sha256 of the API key): another owner reads them
-as unknown. Tasks created without an owner are readable by anyone who has the id (a random UUID).
+as unknown. Tasks created without an owner, or by an anonymous caller (`anon:<address hash>`,
+which only keys the quota), are readable by anyone who has the id (a random UUID).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from services.common import tracing
 from services.common.errors import FailedPrecondition, NotFound
 from services.tasks.outbox import Outbox
-from services.tasks.records import TRACE_KEY, NewTask, Status, TaskRecord
+from services.tasks.records import TRACE_KEY, NewTask, Status, TaskRecord, is_anonymous
 from services.tasks.retention import Retention
 from services.tasks.settings import TasksSettings
 from services.tasks.store import TaskStore, utcnow
@@ -102,7 +103,7 @@ class TaskService:
     async def get(self, task_id: str, owner: str) -> TaskRecord:
         canonical = _canonical_id(task_id)
         task = await self.store.get(canonical) if canonical else None
-        if task is None or (task.owner and task.owner != owner):
+        if task is None or (not is_anonymous(task.owner) and task.owner != owner):
             raise NotFound(
                 f"task {task_id!r} does not exist (or has expired; results are kept for "
                 f"{_duration(self.settings.retention_seconds)})"

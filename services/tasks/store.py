@@ -27,7 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.errors import ResourceExhausted
 from services.tasks.database import TaskRow, WebhookRow, create_engine, create_schema
-from services.tasks.records import PENDING, NewTask, Status, TaskOutput, TaskRecord
+from services.tasks.records import (
+    PENDING,
+    NewTask,
+    Status,
+    TaskOutput,
+    TaskRecord,
+    is_anonymous,
+)
 from services.tasks.storable import storable
 
 Clock = Callable[[], datetime]
@@ -115,7 +122,8 @@ class TaskStore:
                 await self._add_webhook(conn, values["id"], new.callback_url, now)
         if row is None:
             raise ResourceExhausted(
-                f"{max_pending} tasks are already queued or running for this API key (the limit); "
+                f"{max_pending} tasks are already queued or running for this "
+                f"{'client address' if is_anonymous(new.owner) else 'API key'} (the limit); "
                 "wait for some to finish or cancel them, then retry"
             )
         return TaskRecord.from_row(row._mapping)

@@ -24,6 +24,8 @@ from services.gateway.tasks.prepare import TaskPreparer, TaskRequest
 from services.gateway.tasks.view import Task
 
 WHAT = "the task service"
+# The tasks service's mark of an anonymous caller's owner (services/tasks/records.py).
+ANONYMOUS_PREFIX = "anon:"
 # A watch that ends like this after it has shown the task is followed again, not failed.
 _CUT_SHORT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 _REWATCH_SECONDS = 0.2
@@ -38,6 +40,14 @@ def _task_id(value: str) -> str:
 def owner_of(api_key: str | None) -> str:
     """The owner the tasks service keeps for an API key: its sha256 ("" when there is none)."""
     return hashlib.sha256(api_key.encode()).hexdigest() if api_key else ""
+
+
+def creator_of(api_key: str | None, address: str) -> str:
+    """The owner a new task gets: the key's, or for an anonymous caller `anon:` and a hash of
+    its address, which keys its own quota of pending tasks (anyone with the id reads it)."""
+    if api_key or not address:
+        return owner_of(api_key)
+    return ANONYMOUS_PREFIX + hashlib.sha256(address.encode()).hexdigest()[:48]
 
 
 class TasksClient:
@@ -63,11 +73,11 @@ class TasksClient:
         )
         return Task.from_message(answer)
 
-    async def create(self, request: TaskRequest, api_key: str | None) -> Task:
+    async def create(self, request: TaskRequest, api_key: str | None, address: str = "") -> Task:
         """Checks the request here (404 / 400 before anything is queued, input images fetched
         and checked), then queues it."""
         create = self._preparer.prepare(request)
-        create.owner = owner_of(api_key)
+        create.owner = creator_of(api_key, address)
         if create.spec.backend == tasks_pb2.TASK_BACKEND_QWEN_IMAGE:
             await self._fetch_inputs(request, create.spec)
         return await self._unary("CreateTask", create)

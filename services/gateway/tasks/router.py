@@ -22,6 +22,7 @@ from services.common import requestid
 from services.common.errors import ServiceError
 from services.gateway.apierror import ApiError
 from services.gateway.bodies import json_body, read_json
+from services.gateway.clientaddress import client_address
 from services.gateway.disconnect import unless_disconnected
 from services.gateway.edits.protocol import EditJsonRequest, json_spec
 from services.gateway.errors import from_service_error
@@ -41,6 +42,11 @@ TASK_ID = "{task_id}"
 
 def _service(request: Request) -> TasksClient:
     return request.app.state.tasks  # type: ignore[no-any-return]
+
+
+def _address(request: Request) -> str:
+    """The caller's address: an anonymous caller's quota of pending tasks is kept per address."""
+    return client_address(request, request.app.state.settings.forwarded_hops)
 
 
 def api_key(request: Request) -> str | None:
@@ -76,6 +82,7 @@ async def create_task(request: Request) -> JSONResponse:
             body.model, body.parameters, body.provider or "", "tasks", body.callback_url or ""
         ),
         key,
+        _address(request),
     )
     if body.is_async:
         return JSONResponse(protocol.envelope(rid, protocol.seed_status(task)))
@@ -144,6 +151,7 @@ async def image_synthesis(request: Request) -> JSONResponse:
         task = await _service(request).create(
             TaskRequest(parsed.model, parsed.task_parameters(), "", "dashscope"),
             api_key(request),
+            _address(request),
         )
         return JSONResponse(protocol.dashscope_created(task, rid))
 

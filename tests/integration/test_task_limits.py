@@ -1,9 +1,12 @@
-"""`is_async: false` (seed 001): the gateway waits for the task's result while the client waits;
-a client that hangs up ends that wait at once (issue 19 section 2), not after
-GATEWAY_TASK_SYNC_WAIT_SECONDS.
+"""Limits of the task API at the gateway (issue 19 section 2).
 
-The tasks service here runs no workers, so the task stays queued and the wait could only end
-by the client going away.
+- `is_async: false` (seed 001): the gateway waits for the task's result while the client waits;
+  a client that hangs up ends that wait at once, not after GATEWAY_TASK_SYNC_WAIT_SECONDS.
+- Anonymous callers get a quota of pending tasks per client address (as keyed callers have per
+  key), the address read behind GATEWAY_FORWARDED_HOPS proxies; their tasks stay readable by id.
+
+The tasks service here runs no workers, so tasks stay queued: a wait could only end by the
+client going away, and pending tasks add up.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from tests.support.ports import free_port
 from tests.support.processes import ServiceProcess, grpc_serving
 from tests.support.waiting import wait_until
 
+QUOTA = 2
+TASK = {"model": "qwen-image", "parameters": {"prompt": "a cat", "size": "64*64"}}
+
 
 @pytest.fixture(scope="module")
 def gateway(mesh: Mesh) -> Iterator[str]:
@@ -35,13 +41,18 @@ def gateway(mesh: Mesh) -> Iterator[str]:
             **settings,
             "TASKS_LISTEN": target,
             "TASKS_WORKERS": "0",
+            "TASKS_MAX_PENDING_PER_KEY": str(QUOTA),
             "TASKS_DATABASE_URL": f"sqlite+aiosqlite:///{folder}/tasks.db",
         },
         ready=lambda: grpc_serving(target),
     ).start()
     process, url = mesh.another_gateway(
         "sync-wait-gateway",
-        {"GATEWAY_TASKS_TARGET": target, "GATEWAY_TASK_SYNC_WAIT_SECONDS": "600"},
+        {
+            "GATEWAY_TASKS_TARGET": target,
+            "GATEWAY_TASK_SYNC_WAIT_SECONDS": "600",
+            "GATEWAY_FORWARDED_HOPS": "1",
+        },
     )
     yield url
     process.stop()
@@ -74,3 +85,22 @@ def test_a_client_that_hangs_up_ends_the_sync_wait(gateway: str):
     wait_until(lambda: in_flight(gateway) == 2, 30, "the create waiting for its task")
     sock.close()
     wait_until(lambda: in_flight(gateway) == 1, 30, "the wait ended after the client left")
+
+
+def _create(gateway: str, address: str) -> httpx.Response:
+    headers = {"X-Forwarded-For": f"198.51.100.7, {address}"}  # the left one is forgeable
+    return httpx.post(f"{gateway}/api/v1/tasks/", json=TASK, headers=headers, timeout=30)
+
+
+def test_anonymous_callers_have_a_quota_per_address(gateway: str):
+    first = [_create(gateway, "203.0.113.1") for _ in range(QUOTA)]
+    assert [a.status_code for a in first] == [200] * QUOTA, [a.text for a in first]
+    over = _create(gateway, "203.0.113.1")
+    assert over.status_code == 429, over.text
+    assert f"{QUOTA} tasks are already queued or running for this client address" in over.text
+    # Another address has its own quota, and reads the first one's task by its id.
+    other = _create(gateway, "203.0.113.2")
+    assert other.status_code == 200, other.text
+    task_id = first[0].json()["results"]["task_id"]
+    status = httpx.get(f"{gateway}/api/v1/tasks/{task_id}/status", timeout=30)
+    assert status.status_code == 200 and status.json()["results"]["status"] == "pending"
