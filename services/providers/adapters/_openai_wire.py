@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from services.common.errors import InvalidArgument, ProviderFailed, ServiceError
 from services.providers.adapter import Adapter
 from services.providers.images import sniff_mime
+from services.providers.sse import sse_batches
 from services.providers.types import ChatDelta, ChatImage, ChatMessage, ChatResult, ChatSpec, Usage
 from services.providers.upstream import RateLimited, Upstream
 
@@ -107,33 +105,34 @@ def stream_error(upstream: Upstream, error: Any) -> ServiceError:
     return ProviderFailed(f"{upstream.label} failed mid-stream: {message}")
 
 
-async def sse_events(response: httpx.Response, upstream: Upstream) -> AsyncIterator[dict]:
-    """The JSON payloads of a server-sent event stream, up to `data: [DONE]`."""
-    data: list[str] = []
-    try:
-        async for line in response.aiter_lines():
-            if line:
-                name, _, value = line.partition(":")
-                if name == "data":
-                    data.append(value.removeprefix(" "))
-                continue  # comments (":" keep-alives), event:, id:
-            if not data:
-                continue
-            payload, data = "\n".join(data), []
-            if payload.strip() == "[DONE]":
-                return
-            try:
-                event = json.loads(payload)
-            except ValueError as exc:
-                raise ProviderFailed(
-                    f"{upstream.label} sent an unreadable stream event: {payload[:200]!r}"
-                ) from exc
-            if isinstance(event, dict) and event.get("error"):
-                raise stream_error(upstream, event["error"])
-            if isinstance(event, dict):
-                yield event
-    except httpx.TransportError as exc:
-        raise upstream.transport_error(exc) from exc
+def delta_of(chunk: dict[str, Any]) -> ChatDelta | None:
+    """The delta of one `chat.completion.chunk` (choice 0); None when it carries nothing."""
+    delta = ChatDelta(model=chunk.get("model") or "", id=chunk.get("id") or "")
+    delta.usage = usage_from(chunk.get("usage"))
+    for choice in chunk.get("choices") or []:
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue
+        content = choice.get("delta") or {}
+        delta.text = content.get("content") or ""
+        delta.reasoning = content.get("reasoning_content") or ""
+        delta.finish_reason = choice.get("finish_reason") or ""
+    if delta.text or delta.reasoning or delta.finish_reason or delta.usage:
+        return delta
+    return None
+
+
+def merge_into(merged: ChatDelta, delta: ChatDelta) -> bool:
+    """Appends `delta` to `merged`; False (nothing changed) when reasoning would follow text in
+    one piece, which would lose their order."""
+    if delta.reasoning and merged.text:
+        return False
+    merged.text += delta.text
+    merged.reasoning += delta.reasoning
+    merged.finish_reason = delta.finish_reason or merged.finish_reason
+    merged.usage = delta.usage or merged.usage
+    merged.model = merged.model or delta.model
+    merged.id = merged.id or delta.id
+    return True
 
 
 class OpenAICompatibleChat(Adapter):
@@ -179,17 +178,19 @@ class OpenAICompatibleChat(Adapter):
             "POST", self.path, json=self._request(spec, stream=True)
         )
         try:
-            async for chunk in sse_events(response, upstream):
-                delta = ChatDelta(model=chunk.get("model") or "", id=chunk.get("id") or "")
-                delta.usage = usage_from(chunk.get("usage"))
-                for choice in chunk.get("choices") or []:
-                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            async for events in sse_batches(response, upstream, stream_error):
+                # The chunks one read brought go on as one: the caller gets the same text in
+                # fewer, larger pieces, and each piece costs a gRPC message and an HTTP write.
+                merged: ChatDelta | None = None
+                for event in events:
+                    delta = delta_of(event)
+                    if delta is None:
                         continue
-                    content = choice.get("delta") or {}
-                    delta.text = content.get("content") or ""
-                    delta.reasoning = content.get("reasoning_content") or ""
-                    delta.finish_reason = choice.get("finish_reason") or ""
-                if delta.text or delta.reasoning or delta.finish_reason or delta.usage:
-                    yield delta
+                    if merged is not None and not merge_into(merged, delta):
+                        yield merged
+                        merged = None
+                    merged = merged or delta
+                if merged is not None:
+                    yield merged
         finally:
             await response.aclose()
