@@ -8,6 +8,7 @@ provider in `extra`.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Literal
 
@@ -133,24 +134,55 @@ def completion(response: providers_pb2.ChatResponse, model: str) -> dict[str, An
     return success(body)
 
 
-def chunk(
-    message: providers_pb2.ChatChunk, model: str, created: int, first: bool
-) -> dict[str, Any]:
-    delta: dict[str, Any] = {"role": "assistant"} if first else {}
-    if message.delta or first:
-        delta["content"] = message.delta
-    if message.reasoning:
-        delta["reasoning_content"] = message.reasoning
-    body: dict[str, Any] = {
-        "id": message.id or f"chatcmpl-{requestid.get_request_id()}",
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": message.model or model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": message.finish_reason or None}],
-    }
-    if message.HasField("usage"):
-        body["usage"] = _usage(message.usage)
-    return body
+class ChunkFrames:
+    """One stream's `data: <chat.completion.chunk>` frames, as bytes ready to write.
+
+    The part that stays the same over a stream (id, object, created, model) is serialised once;
+    each frame adds only its delta, finish_reason and usage.
+    """
+
+    def __init__(self, model: str, created: int) -> None:
+        self._model = model
+        self._created = created
+        self._head = b""
+        self._head_of: tuple[str, str] | None = None
+        self._first = True
+
+    def frame(self, message: providers_pb2.ChatChunk) -> bytes:
+        delta: dict[str, Any] = {"role": "assistant"} if self._first else {}
+        if message.delta or self._first:
+            delta["content"] = message.delta
+        if message.reasoning:
+            delta["reasoning_content"] = message.reasoning
+        self._first = False
+        tail = (
+            f',"choices":[{{"index":0,"delta":{_json(delta)},'
+            f'"finish_reason":{_json(message.finish_reason or None)}}}]'
+        )
+        if message.HasField("usage"):
+            tail += f',"usage":{_json(_usage(message.usage))}'
+        return b"".join((b"data: ", self._head_for(message), tail.encode(), b"}\n\n"))
+
+    def _head_for(self, message: providers_pb2.ChatChunk) -> bytes:
+        key = (message.id, message.model)
+        if key != self._head_of:
+            head = {
+                "id": message.id or f"chatcmpl-{requestid.get_request_id()}",
+                "object": "chat.completion.chunk",
+                "created": self._created,
+                "model": message.model or self._model,
+            }
+            self._head, self._head_of = _json(head)[:-1].encode(), key
+        return self._head
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def event(data: dict[str, Any]) -> bytes:
+    """A server-sent event of any JSON object (the error envelope that ends a stream)."""
+    return f"data: {_json(data)}\n\n".encode()
 
 
 def now() -> int:

@@ -7,7 +7,6 @@ model, providers down) is a normal HTTP error envelope; a failure later is sent 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.gateway.bodies import json_body, read_json
-from services.gateway.chat.protocol import ChatCompletionRequest
+from services.gateway.chat.protocol import ChatCompletionRequest, event
 from services.gateway.chat.serving import ChatService
 from services.gateway.disconnect import unless_disconnected
 from services.gateway.errors import ApiError, error_body
@@ -44,19 +43,13 @@ async def chat_completions(request: Request) -> Any:
     )
 
 
-def _event(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
-
-
-async def _events(
-    first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[str]:
+async def _events(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     if first is not None:
-        yield _event(first)
+        yield first
     try:
-        async for item in rest:
-            yield _event(item)
+        async for frame in rest:
+            yield frame
     except ApiError as exc:
-        yield _event(error_body(exc))
+        yield event(error_body(exc))
         return
-    yield "data: [DONE]\n\n"
+    yield b"data: [DONE]\n\n"

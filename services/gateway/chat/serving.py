@@ -10,7 +10,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from services.gateway.catalog import Catalog
-from services.gateway.chat.protocol import ChatCompletionRequest, chunk, completion, now, to_proto
+from services.gateway.chat.protocol import (
+    ChatCompletionRequest,
+    ChunkFrames,
+    completion,
+    now,
+    to_proto,
+)
 from services.gateway.clients import Backends
 from services.gateway.settings import GatewaySettings
 
@@ -32,11 +38,10 @@ class ChatService:
         )
         return completion(response, entry.name)
 
-    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[dict[str, Any]]:
-        """OpenAI chunks; a failure raises ApiError (before or during the stream)."""
+    async def stream(self, request: ChatCompletionRequest) -> AsyncIterator[bytes]:
+        """OpenAI chunks as `data:` frames; a failure raises ApiError (before or during it)."""
         entry = self._catalog.resolve(request.model, "chat")
-        created = now()
-        first = True
+        frames = ChunkFrames(entry.name, now())
         async for message in self._backends.stream(
             "providers",
             self._backends.providers.ChatStream,
@@ -44,5 +49,4 @@ class ChatService:
             deadline=self._settings.chat_deadline_seconds,
             what=entry.name,
         ):
-            yield chunk(message, entry.name, created, first)
-            first = False
+            yield frames.frame(message)
