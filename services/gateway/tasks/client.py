@@ -63,6 +63,11 @@ class TasksClient:
         self._preparer = preparer
         self._sources = sources
 
+    @property
+    def forwarded_hops(self) -> int:
+        """Proxies in front of the gateway (the caller's address is read behind them)."""
+        return self._settings.forwarded_hops
+
     async def _unary(self, method: str, request: object) -> Task:
         answer = await self._backends.unary(
             "tasks",

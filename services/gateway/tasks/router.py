@@ -46,7 +46,7 @@ def _service(request: Request) -> TasksClient:
 
 def _address(request: Request) -> str:
     """The caller's address: an anonymous caller's quota of pending tasks is kept per address."""
-    return client_address(request, request.app.state.settings.forwarded_hops)
+    return client_address(request, _service(request).forwarded_hops)
 
 
 def api_key(request: Request) -> str | None:
