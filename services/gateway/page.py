@@ -5,6 +5,7 @@ Plain HTML, JS and CSS from `static/` (no build step): a prompt, a model picker 
 generation, the final image with its link, and a stop button. With API keys set, the page needs
 one like every other path unless `/` is in `GATEWAY_OPEN_PATHS` (its files then open with it: it
 holds no data); its own calls send the key typed into it. `GATEWAY_PAGE=false` turns it off.
+The page is served with a Content-Security-Policy that allows only its own files to run.
 """
 
 from __future__ import annotations
@@ -23,11 +24,34 @@ PATHS = ("/", *(f"{ASSETS}/{f.name}" for f in sorted(STATIC.iterdir()) if f.is_f
 
 router = APIRouter(include_in_schema=False)
 
+# The page runs only its own files: no inline script or style, no other origin's script, no
+# framing (clickjacking), no plugins. Images may come from anywhere (the result links point at
+# the bucket's host), and as data:/blob: URLs (streamed previews).
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob: http: https:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+HEADERS = {
+    # no-cache: a browser revalidates, so a new gateway's page is never mixed with old scripts.
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 
 @router.get("/")
 async def index() -> FileResponse:
-    # no-cache: a browser revalidates, so a new gateway's page is never mixed with old scripts.
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    return FileResponse(STATIC / "index.html", headers=HEADERS)
 
 
 def install(app: FastAPI) -> None:
