@@ -10,7 +10,9 @@ constraint of the real model (see `shared/notes/models.md`):
 - transformer: in_channels = 4 x the VAE's z_dim (2x2 latent packing), rope axes summing to the
   head dim, joint attention dim = the text hidden size;
 - VAE: z_dim 16 keeps the default 16-entry latents mean/std, three downsamples keep the scale
-  factor 8, so sizes must be multiples of 16 exactly as with the real model;
+  factor 8, so sizes must be multiples of 16 exactly as with the real model; its posterior is
+  made nearly a point and its attention blocks the identity, so that, as with a trained VAE, an
+  encode-decode round trip is the same every time and local (inpainting keeps what it keeps);
 - scheduler: Qwen-Image's published FlowMatch settings (dynamic, exponential time shift).
 """
 
@@ -22,6 +24,7 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
     QwenImageTransformer2DModel,
 )
+from diffusers.models.autoencoders.autoencoder_kl_qwenimage import QwenImageAttentionBlock
 from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -94,13 +97,27 @@ def vae() -> AutoencoderKLQwenImage:
     torch.manual_seed(SEED + 2)
     # base_dim 8 (the real model has 96): the full-resolution convolutions dominate CPU time,
     # and the edit pipelines encode every input image at about 1 megapixel.
-    return AutoencoderKLQwenImage(
+    model = AutoencoderKLQwenImage(
         base_dim=8,
         z_dim=16,
         dim_mult=[1, 2, 4, 4],
         num_res_blocks=1,
         temperal_downsample=[False, True, True],
     )
+    # A trained VAE's posterior is nearly a point (tiny variance); a random one's is not, and the
+    # pipelines sample it, so an inpaint's kept area would change with every seed. The log-variance
+    # half of quant_conv's output pinned at the clamp floor (-30) makes the sample the mean.
+    # Its attention blocks (one mid-block each side) mix every position with every other, so a
+    # change anywhere moved the whole decoded picture; a zero output projection leaves them the
+    # identity, and the round trip local, as a trained VAE's is.
+    with torch.no_grad():
+        model.quant_conv.weight[16:].zero_()
+        model.quant_conv.bias[16:].fill_(-30.0)
+        for block in model.modules():
+            if isinstance(block, QwenImageAttentionBlock):
+                block.proj.weight.zero_()
+                block.proj.bias.zero_()
+    return model
 
 
 def scheduler() -> FlowMatchEulerDiscreteScheduler:
