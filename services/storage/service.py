@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from imagemesh.v1 import storage_pb2_grpc
-
 from services.common.errors import ServiceError
 from services.common.fetch import Downloader
 from services.common.logs import configure_logging
@@ -22,6 +20,7 @@ from services.storage.object_store import ObjectStore
 from services.storage.servicer import SERVICE_NAME, StorageServicer
 from services.storage.settings import StorageSettings
 from services.storage.uploader import Uploader
+from services.storage.wire import add_storage_servicer
 
 log = logging.getLogger("imagemesh.storage")
 
@@ -49,7 +48,7 @@ async def start(settings: StorageSettings) -> StorageService:
     uploader = Uploader(settings, store)
     fetcher = Fetcher(Downloader(fetch_rules(settings)), uploader)
     server = MeshServer(settings, [SERVICE_NAME])
-    storage_pb2_grpc.add_StorageServicer_to_server(StorageServicer(uploader, fetcher), server.grpc)
+    add_storage_servicer(StorageServicer(uploader, fetcher), server.grpc)
     await server.start()
     try:
         await store.ensure_bucket()

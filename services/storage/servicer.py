@@ -1,4 +1,8 @@
-"""The gRPC face of the storage service: proto in, plain calls to `Uploader` / `Fetcher`, proto out."""
+"""The gRPC face of the storage service: proto in, plain calls to `Uploader` / `Fetcher`, proto out.
+
+Put and PutStream's messages are decoded by `services.storage.wire` (register with
+`add_storage_servicer`): a Put arrives as `PutFields`, a PutStream chunk as its bytes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from imagemesh.v1 import storage_pb2, storage_pb2_grpc
 from services.common.errors import InvalidArgument
 from services.storage.fetcher import Fetcher
 from services.storage.uploader import Stored, Uploader
+from services.storage.wire import PutFields
 
 SERVICE_NAME = storage_pb2.DESCRIPTOR.services_by_name["Storage"].full_name
 
@@ -26,11 +31,14 @@ def _stored(obj: Stored) -> storage_pb2.StoredObject:
     )
 
 
-async def _chunks(requests: AsyncIterator[storage_pb2.PutStreamRequest]) -> AsyncIterator[bytes]:
+async def _chunks(
+    requests: AsyncIterator[bytes | storage_pb2.PutStreamRequest],
+) -> AsyncIterator[bytes]:
+    # A chunk arrives as its bytes (services/storage/wire.py), anything else as the message.
     async for message in requests:
-        if message.WhichOneof("part") != "chunk":
+        if not isinstance(message, bytes):
             raise InvalidArgument("PutStream: only the first message may be a header")
-        yield message.chunk
+        yield message
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
@@ -38,7 +46,7 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         self._uploader = uploader
         self._fetcher = fetcher
 
-    async def Put(self, request: storage_pb2.PutRequest, context: grpc.aio.ServicerContext):
+    async def Put(self, request: PutFields, context: grpc.aio.ServicerContext):
         stored = await self._uploader.put(
             request.data, request.content_type, request.name, request.prefix
         )
@@ -47,7 +55,10 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
     async def PutStream(self, request_iterator, context: grpc.aio.ServicerContext):
         requests = aiter(request_iterator)
         first = await anext(requests, None)
-        if first is None or first.WhichOneof("part") != "header":
+        if (
+            not isinstance(first, storage_pb2.PutStreamRequest)
+            or first.WhichOneof("part") != "header"
+        ):
             raise InvalidArgument("PutStream: send a header first (content_type, name...)")
         header = first.header
         stored = await self._uploader.put_stream(
