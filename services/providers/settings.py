@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.fetch import AllowNetworks
@@ -62,18 +62,26 @@ class ProvidersSettings(ServerSettings):
     rewrite_model: str = "qwen-plus"
     rewrite_timeout_seconds: float = Field(default=30.0, gt=0)
 
-    openai_api_key: str = Field(default="", validation_alias=_env("OPENAI_API_KEY"))
+    openai_api_key: SecretStr = Field(
+        default=SecretStr(""), validation_alias=_env("OPENAI_API_KEY"), repr=False
+    )
     openai_base_url: str = Field(
         default="https://api.openai.com/v1", validation_alias=_env("OPENAI_BASE_URL")
     )
     # The host root, e.g. https://dashscope-intl.aliyuncs.com; a trailing /api/v1 (the SDK's
     # convention) or /compatible-mode/v1 is accepted and removed.
-    dashscope_api_key: str = Field(default="", validation_alias=_env("DASHSCOPE_API_KEY"))
+    dashscope_api_key: SecretStr = Field(
+        default=SecretStr(""), validation_alias=_env("DASHSCOPE_API_KEY"), repr=False
+    )
     dashscope_base_url: str = Field(
         default="https://dashscope.aliyuncs.com", validation_alias=_env("DASHSCOPE_BASE_URL")
     )
-    liblib_access_key: str = Field(default="", validation_alias=_env("LIBLIB_ACCESS_KEY"))
-    liblib_secret_key: str = Field(default="", validation_alias=_env("LIBLIB_SECRET_KEY"))
+    liblib_access_key: SecretStr = Field(
+        default=SecretStr(""), validation_alias=_env("LIBLIB_ACCESS_KEY"), repr=False
+    )
+    liblib_secret_key: SecretStr = Field(
+        default=SecretStr(""), validation_alias=_env("LIBLIB_SECRET_KEY"), repr=False
+    )
     liblib_base_url: str = Field(
         default="https://openapi.liblibai.cloud", validation_alias=_env("LIBLIB_BASE_URL")
     )

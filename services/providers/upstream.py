@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -102,8 +103,28 @@ def error_fields(body: bytes) -> tuple[str, str]:
     """(message, code) from any of the providers' error bodies; empty strings when unknown.
 
     OpenAI and compatible modes: {"error": {message, code}}; DashScope native:
-    {code, message}; LiblibAI: {code, msg}.
+    {code, message}; LiblibAI: {code, msg}. The message goes on to our callers, so anything in
+    it that looks like a key (OpenAI quotes part of a wrong one) is replaced by `[redacted]`.
     """
+    message, code = _error_fields(body)
+    return redact(message), code
+
+
+# What an upstream's message may quote of a credential: `sk-...`-style keys (OpenAI shows the
+# first and last characters of a wrong one), a bearer token, `api_key: ...` / `AccessKey=...`.
+_KEYLIKE = re.compile(
+    r"\b(?:sk|ak|pk|rk)-[A-Za-z0-9_*.\-]{3,}"
+    r"|(?i:bearer)\s+\S+"
+    r"|\b(?i:(?:api[_ -]?key|access[_ -]?key|secret[_ -]?key|token)\b[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]{4,}"
+)
+
+
+def redact(text: str) -> str:
+    """`text` with every key-like token replaced by `[redacted]`."""
+    return _KEYLIKE.sub("[redacted]", text)
+
+
+def _error_fields(body: bytes) -> tuple[str, str]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -78,8 +78,8 @@ class ObjectStore:
         )
         self._client = Minio(
             settings.s3_endpoint,
-            access_key=settings.access_key,
-            secret_key=settings.secret_key,
+            access_key=settings.access_key.get_secret_value(),
+            secret_key=settings.secret_key.get_secret_value(),
             secure=settings.secure,
             region=settings.region,
             http_client=http,
@@ -89,8 +89,8 @@ class ObjectStore:
         self._presigner = (
             Minio(
                 settings.presign_endpoint,
-                access_key=settings.access_key,
-                secret_key=settings.secret_key,
+                access_key=settings.access_key.get_secret_value(),
+                secret_key=settings.secret_key.get_secret_value(),
                 secure=settings.presign_secure,
                 region=settings.region,
             )

@@ -6,7 +6,7 @@ credentials of `scripts/s3_server.py`; any S3 endpoint works by setting these va
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.errors import InvalidArgument
@@ -26,8 +26,8 @@ class StorageSettings(ServerSettings):
 
     # Object storage: host:port, without a scheme (`secure` picks https).
     s3_endpoint: str = "127.0.0.1:9000"
-    access_key: str = "imagemesh"
-    secret_key: str = "imagemesh-secret"
+    access_key: SecretStr = Field(default=SecretStr("imagemesh"), repr=False)
+    secret_key: SecretStr = Field(default=SecretStr("imagemesh-secret"), repr=False)
     secure: bool = False
     region: str = "us-east-1"
     bucket: str = Field(default="imagemesh", min_length=3, max_length=63)

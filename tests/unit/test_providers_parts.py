@@ -23,10 +23,12 @@ def test_settings_read_the_conventional_names(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("LIBLIB_ACCESS_KEY", "ak")
     monkeypatch.setenv("PROVIDERS_LISTEN", "127.0.0.1:6000")
     settings = ProvidersSettings()
-    assert settings.openai_api_key == "sk-plain"
-    assert settings.dashscope_api_key == "sk-prefixed-ds"  # the prefixed name wins
+    assert settings.openai_api_key.get_secret_value() == "sk-plain"
+    assert (
+        settings.dashscope_api_key.get_secret_value() == "sk-prefixed-ds"
+    )  # the prefixed name wins
     assert settings.dashscope_base_url == "https://dashscope-intl.aliyuncs.com"
-    assert settings.liblib_access_key == "ak"
+    assert settings.liblib_access_key.get_secret_value() == "ak"
     assert settings.listen == "127.0.0.1:6000"
 
 
@@ -85,3 +87,44 @@ def test_liblib_signature_matches_the_documented_recipe() -> None:
 )
 def test_prompt_language(prompt: str, language: str) -> None:
     assert language_of(prompt) == language
+
+
+def test_keys_never_show_in_the_settings_repr() -> None:
+    from services.storage.settings import StorageSettings
+
+    providers = ProvidersSettings(
+        _env_file=None,
+        openai_api_key="sk-openai-1234",
+        dashscope_api_key="sk-ds-5678",
+        liblib_access_key="ak-9",
+        liblib_secret_key="sk-lib-0",
+    )
+    storage = StorageSettings(access_key="minio-user", secret_key="minio-pass-1234")
+    shown = f"{providers!r} {providers} {storage!r} {storage} {providers.model_dump()}"
+    for secret in ("sk-openai-1234", "sk-ds-5678", "ak-9", "sk-lib-0", "minio-pass-1234"):
+        assert secret not in shown
+    assert storage.secret_key.get_secret_value() == "minio-pass-1234"
+
+
+@pytest.mark.parametrize(
+    ("body", "leak"),
+    [
+        (
+            b'{"error":{"message":"Incorrect API key provided: sk-proj-abc*****wxyz. You can '
+            b'find your API key at https://platform.openai.com/account/api-keys.",'
+            b'"code":"invalid_api_key"}}',
+            "sk-proj-abc",
+        ),
+        (b'{"code":"InvalidApiKey","message":"api_key=ds-1234abcd is invalid"}', "ds-1234abcd"),
+        (b'{"code":401,"msg":"AccessKey=AK7788 signature mismatch"}', "AK7788"),
+        (b"upstream said: Authorization: Bearer tok-99887766", "tok-99887766"),
+    ],
+)
+def test_an_upstreams_error_text_never_carries_a_key(body: bytes, leak: str) -> None:
+    message, _ = error_fields(body)
+    assert leak not in message and "[redacted]" in message, message
+
+
+def test_plain_error_text_is_left_as_it_is() -> None:
+    body = b'{"error":{"message":"Rate limit reached for tokens per min","code":"rate_limit"}}'
+    assert error_fields(body) == ("Rate limit reached for tokens per min", "rate_limit")

@@ -23,7 +23,7 @@ def dashscope_upstream(env: AdapterEnv) -> Upstream:
             label="DashScope",
             base_url=settings.dashscope_base_url,
             key_env=KEY_ENV,
-            headers={"Authorization": f"Bearer {settings.dashscope_api_key}"},
+            headers={"Authorization": f"Bearer {settings.dashscope_api_key.get_secret_value()}"},
         ),
     )
 

@@ -17,7 +17,7 @@ def openai_upstream(env: AdapterEnv) -> Upstream:
             label="OpenAI",
             base_url=settings.openai_base_url,
             key_env=KEY_ENV,
-            headers={"Authorization": f"Bearer {settings.openai_api_key}"},
+            headers={"Authorization": f"Bearer {settings.openai_api_key.get_secret_value()}"},
         ),
     )
 

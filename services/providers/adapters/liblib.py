@@ -132,7 +132,11 @@ class Liblib(Adapter):
         settings = self.settings
 
         async def attempt() -> dict[str, Any]:
-            query = signed_query(path, settings.liblib_access_key, settings.liblib_secret_key)
+            query = signed_query(
+                path,
+                settings.liblib_access_key.get_secret_value(),
+                settings.liblib_secret_key.get_secret_value(),
+            )
             request = upstream.client.build_request(
                 "POST", path, params=query, json=body, timeout=upstream.timeout()
             )
