@@ -3,8 +3,9 @@
 `load_pipeline("models/qwen-image-tiny")` and `load_pipeline("Qwen/Qwen-Image")` take the same
 path: `DiffusionPipeline.from_pretrained(location, dtype=...)`, bfloat16 on CUDA and float32 on
 CPU. The pipeline class comes from the checkpoint's `model_index.json` (`_class_name`) unless the
-caller names one. Edit checkpoints get their `processor/` loaded with the image-only Qwen2-VL
-processor (no torchvision needed) and passed in explicitly.
+caller names one. Checkpoints with a `processor/` (the edit ones, Qwen-Image 2.1) get it loaded
+with the image-only Qwen2-VL / Qwen3-VL processor their index names (no torchvision needed) and
+passed in explicitly.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def load_pipeline(
     extra: dict[str, Any] = {}
     try:
         if "processor" in index:
-            extra["processor"] = _load_processor(location)
+            extra["processor"] = _load_processor(location, str(index["processor"][-1]))
         pipe = cls.from_pretrained(location, dtype=dtype, **extra)
         pipe.to(device_name)
     except Exception as exc:
@@ -116,9 +117,11 @@ def load_pipeline(
     return LoadedPipeline(pipe, location, class_name, device_name, dtype, seconds)
 
 
-def _load_processor(location: str) -> Any:
-    from services.modelserver.processor import ImageOnlyQwen2VLProcessor
+def _load_processor(location: str, class_name: str) -> Any:
+    from services.modelserver.processor import IMAGE_ONLY_PROCESSORS, ImageOnlyQwen2VLProcessor
 
+    # Qwen-Image 2.1 names Qwen3VLProcessor; the 1.x edit checkpoints Qwen2VLProcessor.
+    cls = IMAGE_ONLY_PROCESSORS.get(class_name, ImageOnlyQwen2VLProcessor)
     if _is_local(location):
-        return ImageOnlyQwen2VLProcessor.from_pretrained(str(Path(location) / "processor"))
-    return ImageOnlyQwen2VLProcessor.from_pretrained(location, subfolder="processor")
+        return cls.from_pretrained(str(Path(location) / "processor"))
+    return cls.from_pretrained(location, subfolder="processor")

@@ -1,4 +1,5 @@
-"""The Qwen2-VL processor without its video half, for the edit pipelines.
+"""The Qwen2-VL and Qwen3-VL processors without their video half, for the edit pipelines
+and Qwen-Image 2.1.
 
 transformers 5's `Qwen2VLProcessor` always builds a video processor, and every video processor
 needs torchvision, which does not install beside the CPU torch wheel here (see
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import Qwen2VLProcessor
+from transformers import Qwen2VLProcessor, Qwen3VLProcessor
 
 
 class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
@@ -26,3 +27,23 @@ class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
         **kwargs: Any,
     ) -> None:
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+class ImageOnlyQwen3VLProcessor(Qwen3VLProcessor):
+    """`Qwen3VLProcessor` (Qwen-Image 2.1's text encoder) the same way: no video processor."""
+
+    def __init__(
+        self,
+        image_processor: Any = None,
+        tokenizer: Any = None,
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+# The class named in a checkpoint's `model_index.json` -> the image-only class that loads it.
+IMAGE_ONLY_PROCESSORS: dict[str, type[Any]] = {
+    "Qwen2VLProcessor": ImageOnlyQwen2VLProcessor,
+    "Qwen3VLProcessor": ImageOnlyQwen3VLProcessor,
+}

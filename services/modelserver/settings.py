@@ -18,6 +18,7 @@ MODELS_DIR = PROJECT_ROOT / "models"
 TINY_IMAGE_DIR = MODELS_DIR / "qwen-image-tiny"
 TINY_EDIT_DIR = MODELS_DIR / "qwen-image-edit-tiny"
 TINY_EDIT_PLUS_DIR = MODELS_DIR / "qwen-image-edit-plus-tiny"
+TINY_IMAGE_21_DIR = MODELS_DIR / "qwen-image-2.1-tiny"  # services/tinymodels/qwen_image_21.py
 
 
 class ModelServerSettings(ServerSettings, AccelerationSettings):
