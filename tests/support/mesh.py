@@ -12,12 +12,14 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ports import free_port
 from tests.support.processes import ServiceProcess, grpc_serving
+from tests.support.tiny_models import lora_folder
 from tests.support.waiting import wait_until
 
 BUCKET = "imagemesh-mesh"
@@ -115,7 +117,9 @@ def start_mesh(
     }
     mesh = Mesh(s3_endpoint=s3_endpoint, targets=targets, gateway_port=free_port())
     mesh.metrics_ports = {"qwen_image": free_port(), "qwen_edit": free_port()}
-    model_limits = {"MAX_QUEUE": str(MAX_QUEUE), "DEFAULT_STEPS": "2"}
+    # Both model servers read the tiny LoRA adapters and one broken file (test_gateway_lora.py).
+    loras = lora_folder(Path(tempfile.mkdtemp(prefix=f"{name}-loras-")))
+    model_limits = {"MAX_QUEUE": str(MAX_QUEUE), "DEFAULT_STEPS": "2", "LORA_DIR": str(loras)}
     envs = {
         "storage": {
             **s3_env,
