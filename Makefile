@@ -46,7 +46,6 @@ protos: $(GEN_STAMP)
 # The tiny, randomly initialised Qwen pipelines of the real architecture (built offline, seeded).
 $(MODELS_STAMP): $(VENV_STAMP) $(wildcard services/tinymodels/*.py)
 	$(PY) -m services.tinymodels --out models
-	$(PY) -m services.tinymodels.lora --out models
 	$(PY) -m services.tinymodels.qwen_image_21 --out models
 	$(PY) -m services.tinymodels.lora --out models
 	touch $@
