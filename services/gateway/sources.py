@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime
 import re
 import urllib.parse
 from collections.abc import Sequence
@@ -142,6 +143,7 @@ class ImageSources:
         """A URL's checked image bytes (the download sniffs them; bucket objects are checked)."""
         key = self._own_key(url)
         if key is not None:
+            _refuse_expired(url, param)
             return await self._check(await self._from_bucket(key, url, param), param)
         try:
             async with self._fetching:
@@ -231,3 +233,26 @@ class _Budget:
         self.used += size
         if self.used > self.limit:
             raise too_large(_over_budget(self.limit), param)
+
+
+def _refuse_expired(url: str, param: str) -> None:
+    """A presigned link into our bucket past its expiry is refused, as S3 itself would refuse
+    it (the bucket is read by key, which would otherwise make every link last forever).
+    Links without a signature (a public bucket's) have no expiry."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    signed, expires = query.get("X-Amz-Date", [""])[0], query.get("X-Amz-Expires", [""])[0]
+    if not signed and not expires:
+        return
+    try:
+        start = datetime.datetime.strptime(signed, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+        end = start + datetime.timedelta(seconds=int(expires))
+    except (ValueError, OverflowError):
+        raise invalid(
+            f"{param}: {shown(url)} is not a link we issued (bad signature fields)", param
+        ) from None
+    if datetime.datetime.now(datetime.UTC) > end:
+        raise invalid(
+            f"{param}: {shown(url)} expired at {end:%Y-%m-%d %H:%M:%S} UTC; use a fresh link "
+            "(a task's result answers one) or send the image itself",
+            param,
+        )

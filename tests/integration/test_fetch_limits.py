@@ -138,3 +138,29 @@ def test_the_whole_gateway_downloads_a_few_images_at_a_time(gateway: str, site: 
     assert all(a.status_code in (200, 503) for a in answers), [a.text for a in answers]
     assert len(site.hits) == 6
     assert site.most <= 2
+
+
+def _with_query(url: str, **changes: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    query.update(changes)
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def test_an_expired_link_into_our_bucket_is_refused(gateway: str):
+    """Links into our own bucket are read by key (Storage.Get), not fetched: the link's own
+    expiry is checked all the same, as S3 would check it."""
+    made = httpx.post(
+        f"{gateway}/v1/images/generations",
+        json={"prompt": "a cat", "size": "64x64", "num_inference_steps": 2},
+        timeout=120,
+    )
+    assert made.status_code == 200, made.text
+    link = made.json()["data"][0]["url"]
+    assert "X-Amz-Expires=" in link
+    fresh = _edit(gateway, "qwen-image-edit", [link])
+    assert fresh.status_code == 200, fresh.text
+    expired = _with_query(link, **{"X-Amz-Date": "20200101T000000Z", "X-Amz-Expires": "3600"})
+    answer = _edit(gateway, "qwen-image-edit", [expired])
+    assert answer.status_code == 400, answer.text
+    assert "expired at 2020-01-01 01:00:00 UTC" in answer.json()["message"]
