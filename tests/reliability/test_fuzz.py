@@ -8,8 +8,8 @@ makes (it makes many) answers in a moment and chat and hosted models answer too.
 counted (`fuzzing.TALLY`): the run ends with "fuzz: N requests tried, M 5xx seen".
 
 The examples per operation and generation mode are `FUZZ_EXAMPLES` (a short run in the tests;
-`make fuzz` runs more). Runs are derandomized, so a 5xx found once is found again; each one
-fixed gets a case in the hand-written corpus (corpus.py).
+`make fuzz` runs more). Runs are derandomized, so a 5xx found once is found again (FUZZ_RANDOM=1
+draws new examples instead); each one fixed gets a case in the hand-written corpus (corpus.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))  # `make fuzz`: 100
 BOUNDED = settings(
     max_examples=EXAMPLES,
     deadline=None,
-    derandomize=True,
+    # FUZZ_RANDOM=1: new examples each run (hunting); by default the same ones every run.
+    derandomize=os.environ.get("FUZZ_RANDOM") != "1",
     database=None,
     suppress_health_check=list(HealthCheck),
 )
