@@ -281,6 +281,11 @@ GENERATIONS = [
         f"parameters.{SIZE_FORM} (got '64-64')",
     ),
     _gen(
+        "strength-on-generations",
+        {**OK, "image": NOT_AN_IMAGE, "strength": 0.5},
+        "image belongs to POST /v1/images/edits",
+    ),
+    _gen(
         "ds-n-zero",
         {**DS_OK, "parameters": {**DS_OK["parameters"], "n": 0}},
         "parameters.n must be >= 1 (got 0)",

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 
 from services.gateway.bodies import json_body, read_json
 from services.gateway.disconnect import unless_disconnected
+from services.gateway.errors import invalid
 from services.gateway.images.protocol import (
     DashScopeImageRequest,
     DashScopeImagesResponse,
@@ -28,6 +29,8 @@ from services.gateway.validation import parse
 
 router = APIRouter(tags=["images"])
 BODY_MODELS = (OpenAIImageRequest, DashScopeImageRequest)
+# An input image belongs to the edits endpoint (the OpenAI SDK's images.edit): said, not ignored.
+EDIT_FIELDS = ("image", "images", "mask", "strength")
 
 
 @router.post(
@@ -46,6 +49,12 @@ async def generations(request: Request) -> Response:
         outcome = await unless_disconnected(request, service.generate(spec))
         return PiecewiseJSONResponse(dashscope_answer(outcome), headers=_timing(outcome))
     check_names(body, OpenAIImageRequest)
+    if given := next((name for name in EDIT_FIELDS if name in body), None):
+        raise invalid(
+            f"{given} belongs to POST /v1/images/edits (an input image: img2img on qwen-image, "
+            "inpainting with a mask); /v1/images/generations makes images from text",
+            given,
+        )
     spec = openai_spec(parse(OpenAIImageRequest, body))
     if spec.stream:
         return await respond(request, "image_generation", service.stream(spec))
