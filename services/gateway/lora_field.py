@@ -55,6 +55,15 @@ def _as_list(value: Any) -> Any:
     return value
 
 
+def _documented_forms(schema: dict[str, Any]) -> None:
+    """The schema says what `_as_list` takes: one adapter, a name or JSON text, or a list."""
+    options = schema.get("anyOf", [])
+    array = next((option for option in options if option.get("type") == "array"), None)
+    if array is not None:
+        text = {"type": "string", "description": "an adapter name, or the field as JSON"}
+        options[0:0] = [array["items"], text]
+
+
 LoraField = Annotated[
     list[LoraChoice] | None,
     BeforeValidator(_as_list),
@@ -63,6 +72,7 @@ LoraField = Annotated[
         description='LoRA adapters of a local model: {"name", "scale"} or a list of them '
         "(GET /v1/models lists each model's `loras`)",
         examples=[{"name": "tiny-a", "scale": 0.8}],
+        json_schema_extra=_documented_forms,
     ),
 ]
 
