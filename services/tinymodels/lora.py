@@ -20,6 +20,7 @@ import argparse
 import logging
 import shutil
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -39,7 +40,8 @@ def state_dict(seed: int) -> dict[str, torch.Tensor]:
     """One adapter's weights: `lora_B @ lora_A` adds a rank-4 change to each target."""
     generator = torch.Generator().manual_seed(seed)
     weights: dict[str, torch.Tensor] = {}
-    for name, module in components.transformer().named_modules():
+    transformer = cast(torch.nn.Module, components.transformer())  # diffusers is untyped
+    for name, module in transformer.named_modules():
         if not isinstance(module, torch.nn.Linear) or not name.endswith(TARGETS):
             continue
         # The product's entries spread three times as wide as the base weights' (1 / sqrt(in)):
