@@ -18,6 +18,8 @@ constraint of the real model (see `shared/notes/models.md`):
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers import (
     AutoencoderKLQwenImage,
@@ -97,7 +99,7 @@ def vae() -> AutoencoderKLQwenImage:
     torch.manual_seed(SEED + 2)
     # base_dim 8 (the real model has 96): the full-resolution convolutions dominate CPU time,
     # and the edit pipelines encode every input image at about 1 megapixel.
-    model = AutoencoderKLQwenImage(
+    model: Any = AutoencoderKLQwenImage(  # Any: diffusers' typing hides the nn.Module side
         base_dim=8,
         z_dim=16,
         dim_mult=[1, 2, 4, 4],
