@@ -26,6 +26,7 @@ from services.modelserver.inpainting import (
     steps_run,
 )
 from services.modelserver.limits import check_size
+from services.qwen_image import family21
 from services.qwen_image.pipeline import TextToImageJob, TextToImagePipeline
 from services.qwen_image.settings import QwenImageSettings
 
@@ -53,7 +54,13 @@ class Generator(ModelGenerator[QwenImageSettings, GenerateSpec, TextToImageJob])
         check_size(self.settings, width, height)
         return TextToImageJob(sampling, width, height)
 
+    async def load(self) -> None:
+        # The checkpoint's class picks the pipeline: Qwen-Image 1.x's or 2.1's (`family21`).
+        self.pipeline = await asyncio.to_thread(family21.load_family, self.settings)
+
     async def prepare(self, spec: GenerateSpec) -> TextToImageJob:
+        if family21.is_21(self.pipeline):
+            return await self.prepare_21(spec)
         if spec.image is None:
             if spec.mask is not None:
                 raise InvalidArgument("mask: needs the image it applies to; send image too")
@@ -79,6 +86,23 @@ class Generator(ModelGenerator[QwenImageSettings, GenerateSpec, TextToImageJob])
         # The pipelines run only the last `strength` share of the schedule: progress counts those.
         run = dataclasses.replace(sampling, steps=steps_run(sampling.steps, strength))
         return TextToImageJob(run, width, height, image, mask, strength, sampling.steps)
+
+    async def prepare_21(self, spec: GenerateSpec) -> TextToImageJob:
+        """Qwen-Image 2.1: text to image, or with `image` an edit (no mask, no strength)."""
+        family21.refuse_knobs(spec.guidance_scale, spec.mask, spec.strength)
+        sampling = self.sampling(spec)
+        if bool(spec.width) != bool(spec.height):
+            raise InvalidArgument("width and height: give both, or neither")
+        image = None
+        width = spec.width or self.settings.default_width
+        height = spec.height or self.settings.default_height
+        if spec.image is not None:
+            image, _ = await asyncio.to_thread(self._decode, spec.image, None)
+            if not spec.width:
+                width, height = family21.size_from_image(image.width, image.height)
+        check_size(self.settings, width, height)
+        family21.check_size_21(width, height)
+        return TextToImageJob(sampling, width, height, image)
 
     def _decode(
         self, image: ImageSource, mask: ImageSource | None

@@ -1,0 +1,144 @@
+"""Qwen-Image 2.1 (`qwen-image-2.1`) through the gateway, on the tiny 2.1 pipeline: a qwen_image
+server of its own pointed at `models/qwen-image-2.1-tiny` (the model index names
+`QwenImage21Pipeline`, no code picks it), reached through the catalogue's `server:` and
+GATEWAY_MODEL_SERVERS. Generations answer PNGs of the asked size, an edit with one image answers
+a picture of the image's size, and the knobs 2.1 does not take answer 400 naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from PIL import Image
+
+from services.modelserver.settings import MODELS_DIR, TINY_IMAGE_21_DIR
+from services.tinymodels import qwen_image_21
+from tests.support.mesh import Mesh
+from tests.support.ports import free_port
+from tests.support.processes import ServiceProcess, grpc_serving
+
+FAST = {"num_inference_steps": 2, "seed": 7, "response_format": "b64_json"}
+
+
+def png(width: int, height: int, colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def picture(item: dict[str, str]) -> Image.Image:
+    data = base64.b64decode(item["b64_json"])
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return Image.open(io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def gateway(mesh: Mesh) -> Iterator[str]:
+    """The base URL of a gateway over the mesh whose `qwen-image-2.1` server is a 2.1 one."""
+    qwen_image_21.build(MODELS_DIR)
+    target = f"127.0.0.1:{free_port()}"
+    server = ServiceProcess.module(
+        "qwen-image-21",
+        "services.qwen_image",
+        env={
+            "QWEN_IMAGE_LISTEN": target,
+            "QWEN_IMAGE_METRICS_LISTEN": "",
+            "QWEN_IMAGE_LOCATION": str(TINY_IMAGE_21_DIR),
+            "QWEN_IMAGE_DEFAULT_STEPS": "2",
+        },
+        ready=lambda: grpc_serving(target),
+        ready_timeout=180,
+    )
+    server.start()
+    gw, url = mesh.another_gateway(
+        "gateway-21", {"GATEWAY_MODEL_SERVERS": json.dumps({"qwen-image-2.1": target})}
+    )
+    try:
+        yield url
+    finally:
+        gw.stop()
+        server.stop()
+
+
+def test_generation_answers_a_png_of_the_asked_size(gateway: str) -> None:
+    response = httpx.post(
+        f"{gateway}/v1/images/generations",
+        json={"model": "qwen-image-2.1", "prompt": "a lighthouse", "size": "128x96", **FAST},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    (item,) = response.json()["data"]
+    assert picture(item).size == (128, 96)
+
+
+def test_edit_with_an_image_answers_a_picture_of_its_size(gateway: str) -> None:
+    response = httpx.post(
+        f"{gateway}/v1/images/edits",
+        data={"model": "qwen-image-2.1", "prompt": "make it blue", **FAST},
+        files={"image": ("red.png", png(96, 64), "image/png")},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    (item,) = response.json()["data"]
+    assert picture(item).size == (96, 64)
+
+
+def test_guidance_scale_is_refused_naming_the_model(gateway: str) -> None:
+    response = httpx.post(
+        f"{gateway}/v1/images/generations",
+        json={
+            "model": "qwen-image-2.1",
+            "prompt": "a lighthouse",
+            "size": "64x64",
+            "guidance_scale": 3.5,
+            **FAST,
+        },
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "guidance_scale" in message and "Qwen-Image 2.1" in message
+
+
+def test_a_mask_is_refused_naming_the_model(gateway: str) -> None:
+    response = httpx.post(
+        f"{gateway}/v1/images/edits",
+        data={"model": "qwen-image-2.1", "prompt": "make it blue", **FAST},
+        files={
+            "image": ("red.png", png(64, 64), "image/png"),
+            "mask": ("mask.png", png(64, 64, (255, 255, 255)), "image/png"),
+        },
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "mask" in message and "Qwen-Image 2.1" in message
+
+
+def test_a_size_off_the_32_pixel_grid_is_refused_naming_the_model(gateway: str) -> None:
+    response = httpx.post(
+        f"{gateway}/v1/images/generations",
+        json={"model": "qwen-image-2.1", "prompt": "a lighthouse", "size": "80x64", **FAST},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "multiple of 32" in message and "Qwen-Image 2.1" in message
+
+
+def test_the_default_qwen_image_still_serves_1x(gateway: str) -> None:
+    """`qwen-image` on the same gateway still reaches the 1.x server (no `server:`): a size on
+    the 16-pixel grid that 2.1 would refuse is served."""
+    response = httpx.post(
+        f"{gateway}/v1/images/generations",
+        json={"model": "qwen-image", "prompt": "a lighthouse", "size": "80x64", **FAST},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    (item,) = response.json()["data"]
+    assert picture(item).size == (80, 64)
