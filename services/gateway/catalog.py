@@ -42,6 +42,9 @@ class Entry(BaseModel):
     max_input_images: int | None = Field(default=None, ge=1, le=16)
     # OpenAI's `quality` -> denoising steps, for local models (auto: the default steps).
     quality_steps: dict[Literal["low", "medium", "high"], int] = Field(default_factory=dict)
+    # The deployment of `backend` that serves this model when it is not the default one: a name
+    # in GATEWAY_MODEL_SERVERS (Qwen-Image 2.1 is a qwen_image server with its own weights).
+    server: str = ""
 
     @property
     def owned_by(self) -> str:

@@ -32,6 +32,7 @@ from prometheus_client import Histogram
 
 from services.common import requestid
 from services.common.channels import insecure_channel
+from services.gateway.apierror import ApiError
 from services.gateway.errors import from_rpc_error
 from services.gateway.routing.picker import picker
 from services.gateway.routing.replicas import ReplicaSet
@@ -70,6 +71,14 @@ class Backends:
             self.routers["qwen_image"], qwen_image_pb2_grpc.ImageGenerationStub
         )
         self.qwen_edit = RoutedStub(self.routers["qwen_edit"], qwen_edit_pb2_grpc.ImageEditingStub)
+        # Other deployments of the qwen_image server (catalogue `server:`), by name.
+        self.server_routers = {
+            name: self._router(name, target) for name, target in settings.model_servers.items()
+        }
+        self.servers = {
+            name: RoutedStub(router, qwen_image_pb2_grpc.ImageGenerationStub)
+            for name, router in self.server_routers.items()
+        }
         self.providers = providers_pb2_grpc.ProvidersStub(self.channels["providers"])
         self.storage = storage_pb2_grpc.StorageStub(self.channels["storage"])
         self.tasks = tasks_pb2_grpc.TasksStub(self.channels["tasks"])
@@ -77,11 +86,25 @@ class Backends:
             name: health_pb2_grpc.HealthStub(channel) for name, channel in self.channels.items()
         }
 
-    def _router(self, name: str) -> Router:
+    def image_stub(self, model: str, server: str) -> RoutedStub:
+        """The qwen_image deployment serving `model`: its catalogue `server`, else the default."""
+        if not server:
+            return self.qwen_image
+        stub = self.servers.get(server)
+        if stub is None:
+            raise ApiError(
+                503,
+                f"{model} is not deployed here: its server {server!r} has no address "
+                "(set it in GATEWAY_MODEL_SERVERS)",
+                "model",
+            )
+        return stub
+
+    def _router(self, name: str, target: str | None = None) -> Router:
         settings = self.settings
         replicas = ReplicaSet(
             name,
-            settings.target(name),
+            target or settings.target(name),
             lambda address: insecure_channel(address, settings.max_message_bytes),
         )
         router = Router(
@@ -98,6 +121,7 @@ class Backends:
         await asyncio.gather(
             *(channel.close() for channel in self.channels.values()),
             *(router.close() for router in self.routers.values()),
+            *(router.close() for router in self.server_routers.values()),
         )
 
     async def unary(

@@ -51,6 +51,11 @@ class GatewaySettings(BaseSettings):
     # names the gateway resolves to every address (services/gateway/routing).
     qwen_image_target: str = "127.0.0.1:50051"
     qwen_edit_target: str = "127.0.0.1:50052"
+    # More deployments of those servers, each pointed at other weights (catalogue `server:`):
+    # JSON `{"name": "replicas"}`, replicas as in the targets above. Qwen-Image 2.1 by default.
+    model_servers: dict[str, str] = Field(
+        default_factory=lambda: {"qwen-image-2.1": "127.0.0.1:50056"}
+    )
     # How a call picks a model-server replica: the least outstanding work (power of two choices)
     # or round_robin (for comparison).
     routing_policy: Literal["least_work", "round_robin"] = "least_work"
@@ -154,6 +159,13 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _replica_targets(cls, value: str) -> str:
         parse_targets(value)  # a bad entry names itself at start-up
+        return value
+
+    @field_validator("model_servers")
+    @classmethod
+    def _server_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for target in value.values():
+            parse_targets(target)
         return value
 
     @field_validator("ready_backends")

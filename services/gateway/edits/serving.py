@@ -147,7 +147,7 @@ class ImageEditService:
     ) -> tuple[Any, Any, Any]:
         """The local server's unary and stream methods, and the request for them."""
         if entry.backend == "qwen_image":
-            stub = self._backends.qwen_image
+            stub = self._backends.image_stub(entry.name, entry.server)
             return stub.Generate, stub.GenerateStream, self._image_request(spec, images, mask)
         edit = self._backends.qwen_edit
         return edit.Edit, edit.EditStream, self._local_request(spec, images, mask)

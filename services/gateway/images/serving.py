@@ -69,7 +69,7 @@ class ImageGenerationService:
             start = time.perf_counter()
             result = await self._backends.unary(
                 entry.backend,
-                self._backends.qwen_image.Generate,
+                self._backends.image_stub(entry.name, entry.server).Generate,
                 self._local_request(spec, revised or spec.prompt),
                 deadline=self._settings.generate_deadline_seconds,
                 what=entry.name,
@@ -106,7 +106,7 @@ class ImageGenerationService:
         request.partial_images = spec.partial_images
         messages = self._backends.stream(
             entry.backend,
-            self._backends.qwen_image.GenerateStream,
+            self._backends.image_stub(entry.name, entry.server).GenerateStream,
             request,
             deadline=self._settings.generate_deadline_seconds,
             what=entry.name,
