@@ -169,7 +169,7 @@ class Backends:
     async def health(self, backend: str) -> str:
         """SERVING, NOT_SERVING, UNKNOWN, ... or UNREACHABLE (no answer within the deadline); a
         model server is SERVING when one of its replicas is."""
-        router = self.routers.get(backend)
+        router = self.routers.get(backend) or self.server_routers.get(backend)
         if router is not None:
             return await router.health(self.settings.health_deadline_seconds)
         try:
@@ -191,7 +191,7 @@ class Backends:
     async def describe(self, backend: str) -> common_pb2.ModelServerInfo | None:
         """What a model server runs with (acceleration switches, LoRA adapters), or None when
         it does not answer (or is not a model server)."""
-        router = self.routers.get(backend)
+        router = self.routers.get(backend) or self.server_routers.get(backend)
         if router is None:
             return None
         stub = common_pb2_grpc.ModelServerStub(router.any_channel())

@@ -142,3 +142,14 @@ def test_the_default_qwen_image_still_serves_1x(gateway: str) -> None:
     assert response.status_code == 200, response.text
     (item,) = response.json()["data"]
     assert picture(item).size == (80, 64)
+
+
+def test_models_lists_qwen_image_21_ready_by_its_own_server(gateway: str, mesh: Mesh) -> None:
+    """/v1/models says `qwen-image-2.1` is ready because its own server serves; the mesh's
+    gateway, whose `qwen-image-2.1` address has no server, says it is not."""
+    ours = httpx.get(f"{gateway}/v1/models", timeout=30).json()["data"]
+    (entry,) = [m for m in ours if m["id"] == "qwen-image-2.1"]
+    assert entry["ready"] is True and entry["backend"] == "qwen_image"
+    theirs = httpx.get(f"{mesh.gateway_url}/v1/models", timeout=30).json()["data"]
+    (missing,) = [m for m in theirs if m["id"] == "qwen-image-2.1"]
+    assert missing["ready"] is False and "qwen-image-2.1 server is" in missing["reason"]

@@ -34,7 +34,8 @@ class ModelListService:
         self._backends = backends
 
     async def list(self, base_url: str) -> dict[str, Any]:
-        local = sorted({e.backend for e in self._catalog.entries if e.local})
+        # A model on a deployment of its own (`server:`) is as ready as that deployment.
+        local = sorted({e.server or e.backend for e in self._catalog.entries if e.local})
         healths, hosted, described = await asyncio.gather(
             self._backends.healths(local),
             self._backends.provider_models(),
@@ -44,8 +45,9 @@ class ModelListService:
         data = []
         for entry in self._catalog.entries:
             if entry.local:
-                status = healths.get(entry.backend, "UNREACHABLE")
-                ready, reason = status == "SERVING", f"{entry.backend} server is {status}"
+                server = entry.server or entry.backend
+                status = healths.get(server, "UNREACHABLE")
+                ready, reason = status == "SERVING", f"{server} server is {status}"
             else:
                 found = hosted.get(entry.name)
                 if found is None:
@@ -70,7 +72,7 @@ class ModelListService:
             }
             if not ready:
                 item["reason"] = reason
-            info = described.get(entry.backend) if entry.local else None
+            info = described.get(entry.server or entry.backend) if entry.local else None
             if info is not None:
                 # CACHE / COMPILE / QUANTIZE as the model server runs them.
                 item["acceleration"] = acceleration(info)
