@@ -153,3 +153,13 @@ def test_models_lists_qwen_image_21_ready_by_its_own_server(gateway: str, mesh: 
     theirs = httpx.get(f"{mesh.gateway_url}/v1/models", timeout=30).json()["data"]
     (missing,) = [m for m in theirs if m["id"] == "qwen-image-2.1"]
     assert missing["ready"] is False and "qwen-image-2.1 server is" in missing["reason"]
+
+
+def test_a_task_for_qwen_image_21_is_refused_rather_than_served_by_1x(gateway: str) -> None:
+    response = httpx.post(
+        f"{gateway}/api/v1/tasks",
+        json={"model": "qwen-image-2.1", "parameters": {"prompt": "a lighthouse"}},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    assert "qwen-image-2.1" in response.json()["error"]["message"]

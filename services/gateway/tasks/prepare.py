@@ -88,6 +88,13 @@ class TaskPreparer:
                 "(GET /v1/models lists all)",
                 "model",
             )
+        if entry.server:
+            # The tasks service reaches the default qwen_image deployment only (TASKS_*_TARGET).
+            raise invalid(
+                f"model {model!r} is not served as a task yet: use POST /v1/images/generations "
+                f"or /v1/images/edits; models for tasks: {', '.join(self.models())}",
+                "model",
+            )
         if not _task_model(entry):
             raise invalid(
                 f"model {model!r} edits images you upload: use POST /v1/images/edits; models for "
@@ -184,6 +191,8 @@ def _callback(request: TaskRequest) -> tuple[TaskRequest, str]:
 
 
 def _task_model(entry: Entry) -> bool:
+    if entry.server:
+        return False
     return "image" in entry.kinds or (not entry.local and "edit" in entry.kinds)
 
 
