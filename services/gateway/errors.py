@@ -13,7 +13,8 @@ key not set, a pipeline that lacks a feature's weights); the client did nothing 
 operator must act, and retrying after they do succeeds. A service that means something else by a
 code says why in the trailing metadata `imagemesh-reason`, and `REASONS` refines the table for
 it: the tasks service's `task-finished` (cancel of a task that has ended) is the client's
-mistake, 400 (DashScope's UnsupportedOperation). INTERNAL/UNKNOWN/DATA_LOSS from a backend
+mistake, 400 (DashScope's UnsupportedOperation); the storage service's `link-refused` (a link
+into our bucket that is forged or expired) is 403. INTERNAL/UNKNOWN/DATA_LOSS from a backend
 is 502: the gateway itself worked, the service behind it (a provider) failed.
 """
 
@@ -73,6 +74,8 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
 REASON_KEY = "imagemesh-reason"
 REASONS: dict[tuple[grpc.StatusCode, str], int] = {
     (grpc.StatusCode.FAILED_PRECONDITION, "task-finished"): 400,
+    # Storage.Get refusing a link into our bucket that it did not issue or that has expired.
+    (grpc.StatusCode.PERMISSION_DENIED, "link-refused"): 403,
 }
 
 
@@ -103,7 +106,7 @@ def from_rpc_error(
     elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         headers["Retry-After"] = str(_retry_after(exc) or retry_after)
         message = f"{what} is busy: {details}" if details else f"{what} is busy; retry later"
-    elif status in (400, 404, 409, 501):
+    elif status in (400, 403, 404, 409, 501):
         message = details or f"{what} refused the request ({code.name})"
     elif status == 503:
         message = (

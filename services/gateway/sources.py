@@ -4,8 +4,9 @@ Accepted: an uploaded file's bytes, a `data:image/...;base64,` URL, bare base64,
 URL. URLs are downloaded with the mesh's one fetcher (`services.common.fetch`: http(s) only, no
 loopback/private/link-local address unless in GATEWAY_FETCH_ALLOW_NETWORKS, every redirect hop
 checked, a timeout, a byte cap counted while streaming, image content only); any other scheme is
-refused by name; links into our own bucket are read with Storage.Get instead. Every image must parse as PNG, JPEG, WebP, GIF, BMP or TIFF and stay within
-the per-image cap (413 past it). Errors name the field (`image`, `image[1]`, `mask`).
+refused by name; links into our own bucket are read with Storage.Get instead, which refuses
+(403) a link it did not issue or one past its expiry. Every image must parse as PNG, JPEG, WebP,
+GIF, BMP or TIFF and stay within the per-image cap (413 past it). Errors name the field (`image`, `image[1]`, `mask`).
 
 `load_all` loads one request's images: a few downloads at once per request
 (GATEWAY_FETCH_CONCURRENCY_PER_REQUEST) and in the whole gateway (GATEWAY_FETCH_CONCURRENCY), and
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import datetime
 import re
 import urllib.parse
 from collections.abc import Sequence
@@ -143,7 +143,6 @@ class ImageSources:
         """A URL's checked image bytes (the download sniffs them; bucket objects are checked)."""
         key = self._own_key(url)
         if key is not None:
-            _refuse_expired(url, param)
             return await self._check(await self._from_bucket(key, url, param), param)
         try:
             async with self._fetching:
@@ -175,7 +174,8 @@ class ImageSources:
             answer = await self._backends.unary(
                 "storage",
                 self._backends.storage.Get,
-                storage_pb2.GetRequest(key=key),
+                # The storage service checks the link is one it issued and not expired (403).
+                storage_pb2.GetRequest(key=key, url=url),
                 deadline=self._settings.storage_deadline_seconds,
                 what="storage",
                 param=param,
@@ -185,6 +185,8 @@ class ImageSources:
                 raise invalid(
                     f"{param}: {shown(url)} is not in the bucket (HTTP 404)", param
                 ) from None
+            if exc.status == 403:
+                raise ApiError(403, f"{param}: {exc.message}", param) from None
             raise
         return bytes(answer.data)
 
@@ -233,26 +235,3 @@ class _Budget:
         self.used += size
         if self.used > self.limit:
             raise too_large(_over_budget(self.limit), param)
-
-
-def _refuse_expired(url: str, param: str) -> None:
-    """A presigned link into our bucket past its expiry is refused, as S3 itself would refuse
-    it (the bucket is read by key, which would otherwise make every link last forever).
-    Links without a signature (a public bucket's) have no expiry."""
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
-    signed, expires = query.get("X-Amz-Date", [""])[0], query.get("X-Amz-Expires", [""])[0]
-    if not signed and not expires:
-        return
-    try:
-        start = datetime.datetime.strptime(signed, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
-        end = start + datetime.timedelta(seconds=int(expires))
-    except (ValueError, OverflowError):
-        raise invalid(
-            f"{param}: {shown(url)} is not a link we issued (bad signature fields)", param
-        ) from None
-    if datetime.datetime.now(datetime.UTC) > end:
-        raise invalid(
-            f"{param}: {shown(url)} expired at {end:%Y-%m-%d %H:%M:%S} UTC; use a fresh link "
-            "(a task's result answers one) or send the image itself",
-            param,
-        )

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Protocol, TypeVar, cast
 
 import certifi
@@ -205,10 +205,14 @@ class ObjectStore:
             response.close()
             response.release_conn()
 
-    def presign_get(self, key: str, expires_seconds: int) -> str:
-        """A presigned GET. Computed locally (the region is configured): no call to S3."""
+    def presign_get(
+        self, key: str, expires_seconds: int, request_date: datetime | None = None
+    ) -> str:
+        """A presigned GET. Computed locally (the region is configured): no call to S3.
+        `request_date` (default now) signs it as of that time: the same date and expiry give
+        the same signature, which is how a link given back is checked (services/storage/links)."""
         return self._presigner.presigned_get_object(
-            self.bucket, key, expires=timedelta(seconds=expires_seconds)
+            self.bucket, key, expires=timedelta(seconds=expires_seconds), request_date=request_date
         )
 
     async def delete(self, keys: list[str]) -> int:

@@ -13,9 +13,12 @@ from imagemesh.v1 import storage_pb2, storage_pb2_grpc
 
 from services.common.errors import InvalidArgument
 from services.storage.fetcher import Fetcher
+from services.storage.links import LinkRefused
 from services.storage.uploader import Stored, Uploader
 from services.storage.wire import PutFields
 
+# Trailing metadata that tells the gateway what a status means here (services/gateway/errors).
+REASON_KEY = "imagemesh-reason"
 SERVICE_NAME = storage_pb2.DESCRIPTOR.services_by_name["Storage"].full_name
 
 
@@ -67,7 +70,11 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         return _stored(stored)
 
     async def Get(self, request: storage_pb2.GetRequest, context: grpc.aio.ServicerContext):
-        got = await self._uploader.get(request.key)
+        try:
+            got = await self._uploader.get(request.key, request.url)
+        except LinkRefused as exc:
+            await context.abort(exc.code, exc.message, ((REASON_KEY, exc.reason),))
+            raise  # abort raises; this line only tells the type checker
         return storage_pb2.GetResponse(data=got.data, content_type=got.content_type, size=got.size)
 
     async def Presign(self, request: storage_pb2.PresignRequest, context: grpc.aio.ServicerContext):

@@ -17,6 +17,7 @@ from services.common import requestid
 from services.common.errors import InvalidArgument
 from services.storage.chunk_reader import ChunkReader
 from services.storage.keys import check_key, check_prefix, file_name, make_key
+from services.storage.links import LinkChecker
 from services.storage.media_types import check_content_type
 from services.storage.object_store import ObjectStore
 from services.storage.settings import MAX_PRESIGN_SECONDS, StorageSettings
@@ -55,6 +56,7 @@ class Uploader:
         self._store = store
         # gRPC framing needs a little room beside the payload.
         self._max_get_bytes = settings.max_message_bytes - 64 * 1024
+        self._links = LinkChecker(settings.public_base_url, store.presign_get)
 
     def _plan(self, content_type: str, name: str, prefix: str) -> tuple[str, str]:
         """The checked content type and the key to write, or InvalidArgument."""
@@ -117,8 +119,12 @@ class Uploader:
             raise
         return self._stored(key, mime, reader.total, etag)
 
-    async def get(self, key: str) -> Fetched:
-        data, info = await self._store.get(check_key(key), self._max_get_bytes)
+    async def get(self, key: str, url: str = "") -> Fetched:
+        """The object's bytes; `url`, when given, must be a link we issued for it that has not
+        expired (`LinkRefused` otherwise, before S3 is asked)."""
+        check_key(key)
+        self._links.check(key, url)
+        data, info = await self._store.get(key, self._max_get_bytes)
         return Fetched(data, info.content_type, len(data))
 
     async def presign(self, key: str, expires_seconds: int = 0) -> Link:

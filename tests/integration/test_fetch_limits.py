@@ -148,8 +148,9 @@ def _with_query(url: str, **changes: str) -> str:
 
 
 def test_an_expired_link_into_our_bucket_is_refused(gateway: str):
-    """Links into our own bucket are read by key (Storage.Get), not fetched: the link's own
-    expiry is checked all the same, as S3 would check it."""
+    """Links into our own bucket are read by key (Storage.Get), not fetched: the storage service
+    checks the link's signature and expiry all the same, as S3 would (tests/integration/
+    test_storage_links.py has the forged and unsigned ones)."""
     made = httpx.post(
         f"{gateway}/v1/images/generations",
         json={"prompt": "a cat", "size": "64x64", "num_inference_steps": 2},
@@ -162,5 +163,5 @@ def test_an_expired_link_into_our_bucket_is_refused(gateway: str):
     assert fresh.status_code == 200, fresh.text
     expired = _with_query(link, **{"X-Amz-Date": "20200101T000000Z", "X-Amz-Expires": "3600"})
     answer = _edit(gateway, "qwen-image-edit", [expired])
-    assert answer.status_code == 400, answer.text
+    assert answer.status_code == 403, answer.text
     assert "expired at 2020-01-01 01:00:00 UTC" in answer.json()["message"]
