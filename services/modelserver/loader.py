@@ -55,15 +55,25 @@ def _is_local(location: str) -> bool:
 def read_model_index(location: str) -> dict[str, Any]:
     from diffusers import DiffusionPipeline
 
-    if _is_local(location) and not (Path(location).expanduser() / "model_index.json").is_file():
+    from services.modelserver.modular import read_modular_index
+
+    local = _is_local(location)
+    if local and not (Path(location).expanduser() / "model_index.json").is_file():
+        modular = read_modular_index(location, local=True)
+        if modular is not None:
+            return modular
         raise PipelineLoadError(
-            f"cannot load pipeline from {location}: no model_index.json there "
+            f"cannot load pipeline from {location}: no model_index.json (or "
+            "modular_model_index.json) there "
             "(build the tiny default with `make models`, or point the LOCATION setting "
             "at a diffusers pipeline folder or a hub id such as Qwen/Qwen-Image)"
         )
     try:
         return dict(DiffusionPipeline.load_config(location))
     except Exception as exc:
+        modular = None if local else read_modular_index(location, local=False)
+        if modular is not None:
+            return modular
         raise PipelineLoadError(f"cannot load pipeline from {location}: {exc}") from exc
 
 
@@ -87,6 +97,8 @@ def load_pipeline(
     """
     import diffusers
 
+    from services.modelserver.modular import load_modular
+
     location = str(Path(location).expanduser()) if _is_local(str(location)) else str(location)
     started = time.perf_counter()
     index = read_model_index(location)
@@ -102,13 +114,23 @@ def load_pipeline(
     device_name, dtype = choose_device(device)
     extra: dict[str, Any] = {}
     try:
-        if "processor" in index:
-            extra["processor"] = _load_processor(location, str(index["processor"][-1]))
-        pipe = cls.from_pretrained(location, dtype=dtype, **extra)
-        pipe.to(device_name)
+        if index.get("_modular"):
+            pipe = load_modular(
+                location,
+                index,
+                dtype,
+                device_name,
+                lambda: _load_processor(location, str(index["processor"][1])),
+            )
+        else:
+            if "processor" in index:
+                extra["processor"] = _load_processor(location, str(index["processor"][-1]))
+            pipe = cls.from_pretrained(location, dtype=dtype, **extra)
+            pipe.to(device_name)
     except Exception as exc:
         raise PipelineLoadError(f"cannot load pipeline from {location}: {exc}") from exc
-    pipe.set_progress_bar_config(disable=True)
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)
     tracing.time_phases(pipe)  # encode prompt / decode spans, only when tracing is on
     seconds = time.perf_counter() - started
     log.info(

@@ -19,6 +19,7 @@ TINY_IMAGE_DIR = MODELS_DIR / "qwen-image-tiny"
 TINY_EDIT_DIR = MODELS_DIR / "qwen-image-edit-tiny"
 TINY_EDIT_PLUS_DIR = MODELS_DIR / "qwen-image-edit-plus-tiny"
 TINY_IMAGE_21_DIR = MODELS_DIR / "qwen-image-2.1-tiny"  # services/tinymodels/qwen_image_21.py
+TINY_IMAGE_21_TURBO_DIR = MODELS_DIR / "qwen-image-2.1-turbo-tiny"
 
 
 class ModelServerSettings(ServerSettings, AccelerationSettings):

@@ -2,7 +2,9 @@
 
 `python -m services.tinymodels.qwen_image_21 --out models [--force]` writes
 `models/qwen-image-2.1-tiny` (what `make setup` runs after the 1.x pipelines), a diffusers folder
-that `DiffusionPipeline.from_pretrained` loads like `Qwen/Qwen-Image-2.1`. It shares nothing
+that `DiffusionPipeline.from_pretrained` loads like `Qwen/Qwen-Image-2.1`, and
+`models/qwen-image-2.1-turbo-tiny`: the same components as a `QwenImage21TurboModularPipeline`
+folder (`modular_model_index.json`, Turbo's few-step `sample_sigmas`), as 2.1 Turbo ships. It shares nothing
 with the 1.x pipelines but the tokenizer recipe, as the real model shares nothing with 1.x:
 
 - text encoder: Qwen3-VL (`Qwen3VLForConditionalGeneration`), text sizes inside `text_config`,
@@ -39,6 +41,10 @@ log = logging.getLogger("imagemesh.tinymodels")
 
 FOLDER = "qwen-image-2.1-tiny"
 PIPELINE_CLASS = "QwenImage21Pipeline"
+TURBO_FOLDER = "qwen-image-2.1-turbo-tiny"
+TURBO_CLASS = "QwenImage21TurboModularPipeline"
+# Turbo's shipped sigma grid, its few-step default (the real one has 8; two keep tests quick).
+TURBO_SIGMAS = [1.0, 0.5]
 # Bump when this recipe changes in a way the sources and library versions do not capture.
 RECIPE_VERSION = 1
 SEED = 20261203
@@ -174,7 +180,9 @@ def assemble() -> Any:
     )
 
 
-def _save_processor_like_the_real_checkpoint(pipe: Any, folder: Path) -> None:
+def _save_processor_like_the_real_checkpoint(
+    pipe: Any, folder: Path, index_name: str = "model_index.json"
+) -> None:
     """`processor/` as a transformers `Qwen3VLProcessor` folder (not our subclass's name), so the
     loader that reads the tiny folder is the one that reads real weights."""
     processor_dir = folder / "processor"
@@ -187,15 +195,63 @@ def _save_processor_like_the_real_checkpoint(pipe: Any, folder: Path) -> None:
         config = json.loads(path.read_text())
         config["processor_class"] = "Qwen3VLProcessor"
         path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    index_path = folder / "model_index.json"
+    if index_name != "model_index.json":
+        return  # the modular index is rewritten by its own writer
+    index_path = folder / index_name
     index = json.loads(index_path.read_text())
     index["processor"] = ["transformers", "Qwen3VLProcessor"]
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
-def _stamp_class() -> str:
+def _stamp_class(pipeline_class: str = PIPELINE_CLASS) -> str:
     # The stamp records the class; the recipe version rides along in it.
-    return f"{PIPELINE_CLASS} (recipe {RECIPE_VERSION})"
+    return f"{pipeline_class} (recipe {RECIPE_VERSION})"
+
+
+def _save_turbo(pipe: Any, folder: Path) -> None:
+    """The same components as `QwenImage21TurboModularPipeline` saves them: a
+    `modular_model_index.json` (no `model_index.json`), as `Qwen/Qwen-Image-2.1-Turbo` ships.
+
+    Each component's spec points at no repository (`pretrained_model_name_or_path` null), so it
+    loads from the folder it sits in, wherever the checkout is; the processor is named as
+    transformers' `Qwen3VLProcessor`, and `sample_sigmas` is Turbo's few-step grid.
+    """
+    from diffusers import QwenImage21TurboAutoBlocks
+
+    turbo = QwenImage21TurboAutoBlocks().init_pipeline()
+    turbo.update_components(**{k: v for k, v in pipe.components.items() if v is not None})
+    turbo.save_pretrained(str(folder), overwrite_modular_index=True)
+    _save_processor_like_the_real_checkpoint(pipe, folder, index_name="modular_model_index.json")
+    index_path = folder / "modular_model_index.json"
+    index = json.loads(index_path.read_text())
+    for value in index.values():
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[2], dict):
+            value[2]["pretrained_model_name_or_path"] = None
+    index["processor"] = [
+        "transformers",
+        "Qwen3VLProcessor",
+        {**index["processor"][2], "type_hint": ["transformers", "Qwen3VLProcessor"]},
+    ]
+    index["sample_sigmas"] = TURBO_SIGMAS
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def build_turbo(out: Path, force: bool = False) -> bool:
+    """Builds `out/qwen-image-2.1-turbo-tiny`; returns False when it was already current."""
+    folder = out / TURBO_FOLDER
+    if not force and stamp.is_current(folder, _stamp_class(TURBO_CLASS)):
+        log.info("%s: up to date", folder)
+        return False
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    partial = out / f".{TURBO_FOLDER}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    _save_turbo(assemble(), partial)
+    stamp.write(partial, _stamp_class(TURBO_CLASS))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    log.info("%s: built in %.1f s", folder, time.perf_counter() - started)
+    return True
 
 
 def build(out: Path, force: bool = False) -> bool:
@@ -229,7 +285,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     build(args.out, force=args.force)
+    build_turbo(args.out, force=args.force)
     print(args.out / FOLDER)
+    print(args.out / TURBO_FOLDER)
 
 
 if __name__ == "__main__":
