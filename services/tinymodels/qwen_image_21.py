@@ -218,7 +218,8 @@ def _save_turbo(pipe: Any, folder: Path) -> None:
     """
     from diffusers import QwenImage21TurboAutoBlocks
 
-    turbo = QwenImage21TurboAutoBlocks().init_pipeline()
+    blocks: Any = QwenImage21TurboAutoBlocks()  # diffusers' stubs lack `init_pipeline`
+    turbo = blocks.init_pipeline()
     turbo.update_components(**{k: v for k, v in pipe.components.items() if v is not None})
     turbo.save_pretrained(str(folder), overwrite_modular_index=True)
     _save_processor_like_the_real_checkpoint(pipe, folder, index_name="modular_model_index.json")
