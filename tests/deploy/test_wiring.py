@@ -22,6 +22,8 @@ from tests.deploy.manifests import (
 )
 
 WORKLOADS = ("Deployment", "StatefulSet")
+# Pods that connect to others without being reached themselves (no selector, no Service).
+PODS = (*WORKLOADS, "Job")
 
 
 def test_every_service_selects_pods_that_have_its_target_ports(rendered: dict[str, list[Obj]]):
@@ -168,7 +170,7 @@ def allowed_sources(objs: list[Obj], target: Obj, port_name: str) -> set[str] | 
             for peer in peers:
                 if "namespaceSelector" in peer or "ipBlock" in peer:
                     return None
-                for workload in of_kind(objs, *WORKLOADS):
+                for workload in of_kind(objs, *PODS):
                     if label_selector_matches(peer["podSelector"], pod_labels(workload)):
                         sources.add(workload["metadata"]["name"])
     return sources
@@ -199,7 +201,8 @@ def test_only_the_storage_service_reaches_minio(rendered: dict[str, list[Obj]]):
             # Clients download links through the ingress controller (another namespace).
             assert allowed_sources(objs, minio, "s3") is None, build
             continue
-        assert allowed_sources(objs, minio, "s3") == {"storage"}, build
+        # minio-setup: the Job that creates the storage service's scoped user.
+        assert allowed_sources(objs, minio, "s3") == {"storage", "minio-setup"}, build
 
 
 def test_clients_reach_the_gateway(rendered: dict[str, list[Obj]]):
@@ -219,7 +222,7 @@ def test_every_selector_and_backend_points_at_something(rendered: dict[str, list
     Service name renders and validates fine, and then silently protects nothing)."""
     problems = []
     for build, objs in rendered.items():
-        workloads = of_kind(objs, *WORKLOADS)
+        workloads = of_kind(objs, *PODS)
         services = {s["metadata"]["name"]: s for s in of_kind(objs, "Service")}
 
         def matches_any(selector: Obj, workloads: list[Obj] = workloads) -> bool:
