@@ -52,7 +52,10 @@ class LinkChecker:
                 "the image was answered with (a task's result gives a fresh one) or send the image"
             )
         signed_at, expires = self._fields(key, query)
-        end = signed_at + datetime.timedelta(seconds=expires)
+        try:
+            end = signed_at + datetime.timedelta(seconds=expires)
+        except OverflowError:
+            raise _not_ours(key) from None
         if (now if now is not None else time.time()) > end.timestamp():
             raise LinkRefused(
                 f"the link to {key!r} expired at {end:%Y-%m-%d %H:%M:%S} UTC; use a fresh link "
