@@ -31,7 +31,25 @@ ANSWER = json.dumps(
     }
 ).encode()
 STREAM_CHUNKS = 20
-_WORDS = ["A", "red", "bicycle", "leans", "on", "a", "white", "wall", "in", "the", "morning", "sun", "by", "an", "old", "blue", "door"]
+_WORDS = [
+    "A",
+    "red",
+    "bicycle",
+    "leans",
+    "on",
+    "a",
+    "white",
+    "wall",
+    "in",
+    "the",
+    "morning",
+    "sun",
+    "by",
+    "an",
+    "old",
+    "blue",
+    "door",
+]
 
 
 def _stream_events() -> list[bytes]:
