@@ -45,6 +45,9 @@ class Entry(BaseModel):
     # The deployment of `backend` that serves this model when it is not the default one: a name
     # in GATEWAY_MODEL_SERVERS (Qwen-Image 2.1 is a qwen_image server with its own weights).
     server: str = ""
+    # A few-step model sampled without guidance (Qwen-Image 2.1 Turbo): seed 003's defaults
+    # leave its steps and true CFG to the model server.
+    few_step: bool = False
 
     @property
     def owned_by(self) -> str:

@@ -42,6 +42,15 @@ def fill(spec: F, entry: Entry, settings: GatewaySettings, edit: bool = False) -
     width, height = spec.width, spec.height
     if not width and not edit:
         width, height = parse_size(settings.openai_default_size, "GATEWAY_OPENAI_DEFAULT_SIZE")
+    if entry.few_step:
+        # A few-step model without guidance (2.1 Turbo): its server's own steps, no true CFG.
+        return dataclasses.replace(  # type: ignore[type-var]
+            spec,
+            width=width,
+            height=height,
+            num_inference_steps=steps,
+            seed=settings.openai_default_seed if spec.seed is None else spec.seed,
+        )
     negative = (
         settings.openai_edit_default_negative_prompt
         if edit

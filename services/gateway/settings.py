@@ -52,9 +52,12 @@ class GatewaySettings(BaseSettings):
     qwen_image_target: str = "127.0.0.1:50051"
     qwen_edit_target: str = "127.0.0.1:50052"
     # More deployments of those servers, each pointed at other weights (catalogue `server:`):
-    # JSON `{"name": "replicas"}`, replicas as in the targets above. Qwen-Image 2.1 by default.
+    # JSON `{"name": "replicas"}`, replicas as in the targets above. 2.1 and 2.1 Turbo by default.
     model_servers: dict[str, str] = Field(
-        default_factory=lambda: {"qwen-image-2.1": "127.0.0.1:50056"}
+        default_factory=lambda: {
+            "qwen-image-2.1": "127.0.0.1:50056",
+            "qwen-image-2.1-turbo": "127.0.0.1:50057",
+        }
     )
     # How a call picks a model-server replica: the least outstanding work (power of two choices)
     # or round_robin (for comparison).

@@ -22,6 +22,7 @@ import math
 from typing import Any
 
 from services.common.errors import InvalidArgument
+from services.modelserver.batching import BatchStepFn
 from services.modelserver.limits import guidance_arguments
 from services.modelserver.loader import LoadedPipeline, read_model_index
 from services.modelserver.pipeline import BatchKey, ModelPipeline
@@ -30,12 +31,16 @@ from services.modelserver.tokens import TokenCounter
 from services.qwen_image.pipeline import TextToImageJob, TextToImagePipeline
 
 PIPELINE_CLASSES = ("QwenImage21Pipeline",)
+TURBO_CLASSES = ("QwenImage21TurboModularPipeline",)
 MODEL = "Qwen-Image 2.1 (QwenImage21Pipeline)"
+TURBO = "Qwen-Image 2.1 Turbo (QwenImage21TurboModularPipeline)"
+TURBO_STEPS = 8  # the real Turbo grid's length, for a checkpoint that ships none
 SIZE_MULTIPLE = 32
 
 
 class Image21Pipeline(ModelPipeline[TextToImageJob]):
     pipeline_classes = PIPELINE_CLASSES
+    model = MODEL  # as messages name it
 
     def __init__(self, loaded: LoadedPipeline, settings: ModelServerSettings) -> None:
         super().__init__(loaded, settings)
@@ -84,6 +89,37 @@ class Image21Pipeline(ModelPipeline[TextToImageJob]):
         }
 
 
+class Turbo21Pipeline(Image21Pipeline):
+    """2.1 Turbo as diffusers ships it, a modular pipeline (`QwenImage21TurboModularPipeline`):
+    the same arguments less guidance, the images asked for with `output="images"`, and no step
+    callback, so a call reports its steps when it ends and cannot stop half-way (a cancel before
+    the start still drops the job)."""
+
+    pipeline_classes = TURBO_CLASSES
+    model = TURBO
+
+    def default_steps(self) -> int:
+        """Turbo's own step count: its `sample_sigmas`' length."""
+        fixed = self.loaded.pipe.config.get("sample_sigmas")
+        return len(fixed) if fixed else TURBO_STEPS
+
+    def call_arguments(self, jobs: list[TextToImageJob]) -> dict[str, Any]:
+        arguments = super().call_arguments(jobs)
+        for name in ("negative_prompt", "true_cfg_scale", "guidance_scale"):
+            arguments.pop(name, None)
+        return {**arguments, "output": "images"}
+
+    def call(self, jobs: list[TextToImageJob], step: BatchStepFn) -> list[list[Any]]:
+        self.adapters.activate(jobs[0].sampling.loras)
+        images = list(self.loaded.pipe(**self.call_arguments(jobs)))
+        step(jobs[0].sampling.steps, [None] * len(jobs))
+        split, start = [], 0
+        for job in jobs:
+            split.append(images[start : start + job.sampling.num_images])
+            start += job.sampling.num_images
+        return split
+
+
 def load_family(settings: ModelServerSettings) -> ModelPipeline[TextToImageJob]:
     """The pipeline the checkpoint's class calls for: 2.1's, or the 1.x one (which refuses any
     other class with the list of those it runs)."""
@@ -92,6 +128,8 @@ def load_family(settings: ModelServerSettings) -> ModelPipeline[TextToImageJob]:
     )
     if class_name in PIPELINE_CLASSES:
         return Image21Pipeline.load(settings)
+    if class_name in TURBO_CLASSES:
+        return Turbo21Pipeline.load(settings)
     return TextToImagePipeline.load(settings)
 
 
@@ -99,29 +137,50 @@ def is_21(pipeline: ModelPipeline[TextToImageJob] | None) -> bool:
     return isinstance(pipeline, Image21Pipeline)
 
 
-def refuse_knobs(guidance_scale: float | None, mask: object | None, strength: float | None) -> None:
-    """`InvalidArgument` naming 2.1 for a knob it does not take."""
+def refuse_knobs(
+    guidance_scale: float | None,
+    mask: object | None,
+    strength: float | None,
+    model: str = MODEL,
+) -> None:
+    """`InvalidArgument` naming the model for a knob 2.1 does not take."""
     if guidance_scale is not None:
         raise InvalidArgument(
-            f"guidance_scale: {MODEL} takes no guidance_scale; "
+            f"guidance_scale: {model} takes no guidance_scale; "
             "use true_cfg_scale with a negative_prompt"
         )
     if mask is not None:
         raise InvalidArgument(
-            f"mask: {MODEL} does not inpaint; send the image without a mask to edit it"
+            f"mask: {model} does not inpaint; send the image without a mask to edit it"
         )
     if strength is not None:
         raise InvalidArgument(
-            f"strength: {MODEL} edits the image it reads, with no strength; leave strength out"
+            f"strength: {model} edits the image it reads, with no strength; leave strength out"
         )
 
 
-def check_size_21(width: int, height: int) -> None:
+def refuse_turbo_knobs(
+    negative_prompt: str | None, true_cfg_scale: float | None, partial_images: int
+) -> None:
+    """What Turbo's modular pipeline has no way to do, refused naming it."""
+    if negative_prompt is not None or true_cfg_scale is not None:
+        field = "negative_prompt" if negative_prompt is not None else "true_cfg_scale"
+        raise InvalidArgument(
+            f"{field}: {TURBO} samples without guidance (no true CFG); leave {field} out"
+        )
+    if partial_images:
+        raise InvalidArgument(
+            f"partial_images: {TURBO} runs as a modular pipeline, which has no step callback: "
+            "no previews (progress arrives when the images do); send 0"
+        )
+
+
+def check_size_21(width: int, height: int, model: str = MODEL) -> None:
     for name, value in (("width", width), ("height", height)):
         if value % SIZE_MULTIPLE:
             lower = max(SIZE_MULTIPLE, value // SIZE_MULTIPLE * SIZE_MULTIPLE)
             raise InvalidArgument(
-                f"{name}: {value} is not a multiple of {SIZE_MULTIPLE} for {MODEL}; "
+                f"{name}: {value} is not a multiple of {SIZE_MULTIPLE} for {model}; "
                 f"use {lower} or {lower + SIZE_MULTIPLE}"
             )
 

@@ -89,8 +89,16 @@ class Generator(ModelGenerator[QwenImageSettings, GenerateSpec, TextToImageJob])
 
     async def prepare_21(self, spec: GenerateSpec) -> TextToImageJob:
         """Qwen-Image 2.1: text to image, or with `image` an edit (no mask, no strength)."""
-        family21.refuse_knobs(spec.guidance_scale, spec.mask, spec.strength)
+        pipeline = self.pipeline
+        assert isinstance(pipeline, family21.Image21Pipeline)
+        family21.refuse_knobs(spec.guidance_scale, spec.mask, spec.strength, pipeline.model)
         sampling = self.sampling(spec)
+        if isinstance(pipeline, family21.Turbo21Pipeline):
+            family21.refuse_turbo_knobs(
+                spec.negative_prompt, spec.true_cfg_scale, spec.partial_images
+            )
+            if not spec.num_inference_steps:  # Turbo's few steps, not the server's default
+                sampling = dataclasses.replace(sampling, steps=pipeline.default_steps())
         if bool(spec.width) != bool(spec.height):
             raise InvalidArgument("width and height: give both, or neither")
         image = None
@@ -101,7 +109,7 @@ class Generator(ModelGenerator[QwenImageSettings, GenerateSpec, TextToImageJob])
             if not spec.width:
                 width, height = family21.size_from_image(image.width, image.height)
         check_size(self.settings, width, height)
-        family21.check_size_21(width, height)
+        family21.check_size_21(width, height, pipeline.model)
         return TextToImageJob(sampling, width, height, image)
 
     def _decode(

@@ -16,11 +16,13 @@ import httpx
 import pytest
 from PIL import Image
 
-from services.modelserver.settings import MODELS_DIR, TINY_IMAGE_21_DIR
+from services.modelserver.settings import MODELS_DIR, TINY_IMAGE_21_DIR, TINY_IMAGE_21_TURBO_DIR
 from services.tinymodels import qwen_image_21
+from tests.support import sse
 from tests.support.mesh import Mesh
 from tests.support.ports import free_port
 from tests.support.processes import ServiceProcess, grpc_serving
+from tests.support.waiting import wait_until
 
 FAST = {"num_inference_steps": 2, "seed": 7, "response_format": "b64_json"}
 
@@ -39,30 +41,37 @@ def picture(item: dict[str, str]) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def gateway(mesh: Mesh) -> Iterator[str]:
-    """The base URL of a gateway over the mesh whose `qwen-image-2.1` server is a 2.1 one."""
+    """The base URL of a gateway over the mesh whose `qwen-image-2.1` server is a 2.1 one and
+    whose `qwen-image-2.1-turbo` server a Turbo one."""
     qwen_image_21.build(MODELS_DIR)
-    target = f"127.0.0.1:{free_port()}"
-    server = ServiceProcess.module(
-        "qwen-image-21",
-        "services.qwen_image",
-        env={
-            "QWEN_IMAGE_LISTEN": target,
-            "QWEN_IMAGE_METRICS_LISTEN": "",
-            "QWEN_IMAGE_LOCATION": str(TINY_IMAGE_21_DIR),
-            "QWEN_IMAGE_DEFAULT_STEPS": "2",
-        },
-        ready=lambda: grpc_serving(target),
-        ready_timeout=180,
-    )
-    server.start()
-    gw, url = mesh.another_gateway(
-        "gateway-21", {"GATEWAY_MODEL_SERVERS": json.dumps({"qwen-image-2.1": target})}
-    )
+    qwen_image_21.build_turbo(MODELS_DIR)
+    targets, servers = {}, []
+    for name, folder in (
+        ("qwen-image-2.1", TINY_IMAGE_21_DIR),
+        ("qwen-image-2.1-turbo", TINY_IMAGE_21_TURBO_DIR),
+    ):
+        target = targets[name] = f"127.0.0.1:{free_port()}"
+        server = ServiceProcess.module(
+            name,
+            "services.qwen_image",
+            env={
+                "QWEN_IMAGE_LISTEN": target,
+                "QWEN_IMAGE_METRICS_LISTEN": "",
+                "QWEN_IMAGE_LOCATION": str(folder),
+                # Not Turbo's: its requests without steps take its own grid's 2.
+                "QWEN_IMAGE_DEFAULT_STEPS": "3",
+            },
+        )
+        servers.append(server.start())
+    for target in targets.values():
+        wait_until(lambda t=target: grpc_serving(t), 180, target)  # type: ignore[misc]
+    gw, url = mesh.another_gateway("gateway-21", {"GATEWAY_MODEL_SERVERS": json.dumps(targets)})
     try:
         yield url
     finally:
         gw.stop()
-        server.stop()
+        for server in servers:
+            server.stop()
 
 
 def test_generation_answers_a_png_of_the_asked_size(gateway: str) -> None:
@@ -163,3 +172,59 @@ def test_a_task_for_qwen_image_21_is_refused_rather_than_served_by_1x(gateway: s
     )
     assert response.status_code == 400, response.text
     assert "qwen-image-2.1" in response.json()["error"]["message"]
+
+
+def test_turbo_generates_with_its_own_few_steps(gateway: str) -> None:
+    """An OpenAI-shaped request (no steps, no guidance) to Turbo runs its 2-sigma grid: the
+    stream's total is 2 steps, not the server's default 3 or the gateway's 50, and with no step
+    callback in a modular pipeline the one step event comes when the images do."""
+    response = httpx.post(
+        f"{gateway}/v1/images/generations",
+        json={
+            "model": "qwen-image-2.1-turbo",
+            "prompt": "a lighthouse",
+            "size": "64x96",
+            "stream": True,
+        },
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    events = sse.parse(response.text)
+    assert events[0].data["total_steps"] == 2
+    steps = [e.data["step"] for e in events if e.event == "image_generation.progress"]
+    assert steps[-1] == 2 and 1 not in steps
+    done = events[-1].data
+    assert done["type"] == "image_generation.completed"
+    assert Image.open(io.BytesIO(base64.b64decode(done["b64_json"]))).size == (64, 96)
+
+
+def test_turbo_edits_an_image(gateway: str) -> None:
+    response = httpx.post(
+        f"{gateway}/v1/images/edits",
+        data={
+            "model": "qwen-image-2.1-turbo",
+            "prompt": "make it blue",
+            "response_format": "b64_json",
+        },
+        files={"image": ("red.png", png(96, 64), "image/png")},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    (item,) = response.json()["data"]
+    assert picture(item).size == (96, 64)
+
+
+def test_turbo_refuses_a_negative_prompt_naming_itself(gateway: str) -> None:
+    response = httpx.post(
+        f"{gateway}/v1/images/generations",
+        json={
+            "model": "qwen-image-2.1-turbo",
+            "prompt": "a lighthouse",
+            "negative_prompt": "blur",
+            "size": "64x64",
+        },
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "negative_prompt" in message and "2.1 Turbo" in message
