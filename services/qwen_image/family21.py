@@ -14,6 +14,9 @@ area (`output_resolution`, whose default of 1024 would resize every input to abo
 see `shared/notes/models.md`), and a checkpoint that fixes its own sigmas (`sample_sigmas`, whose
 length is its step count) keeps them unless the request asks for another step count, which then
 gets the pipeline's own evenly spaced grid of that many sigmas.
+
+2.1 Turbo (`Turbo21Pipeline`) is the modular `QwenImage21TurboModularPipeline` over the same
+components: its own few steps by default, no guidance, and no step callback (see its class).
 """
 
 from __future__ import annotations
