@@ -228,3 +228,25 @@ def test_turbo_refuses_a_negative_prompt_naming_itself(gateway: str) -> None:
     assert response.status_code == 400, response.text
     message = response.json()["error"]["message"]
     assert "negative_prompt" in message and "2.1 Turbo" in message
+
+
+@pytest.mark.parametrize("model", ["qwen-image-2.1", "qwen-image-2.1-turbo"])
+def test_n_2_answers_two_different_pictures(gateway: str, model: str) -> None:
+    """Two images share one pipeline call (a prompt and a generator each): both come back, of
+    the asked size, seeded apart."""
+    response = httpx.post(
+        f"{gateway}/v1/images/generations",
+        json={
+            "model": model,
+            "prompt": "a lighthouse",
+            "size": "64x64",
+            "n": 2,
+            "seed": 5,
+            "response_format": "b64_json",
+        },
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    first, second = (picture(item) for item in response.json()["data"])
+    assert first.size == second.size == (64, 64)
+    assert first.tobytes() != second.tobytes()
