@@ -46,7 +46,7 @@ Every JSON answer carries `code` (0 = success, else the HTTP status), `message` 
 
 
 def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> FastAPI:
-    catalog = catalog or Catalog.load(settings.catalog_path)
+    catalog = (catalog or Catalog.load(settings.catalog_path)).deployed(settings.model_servers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

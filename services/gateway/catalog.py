@@ -7,6 +7,7 @@ Loaded once at start from `GATEWAY_CATALOG_PATH` (default: `catalog.yaml` beside
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -99,6 +100,15 @@ class Catalog:
         except ValidationError as exc:
             raise CatalogError(f"model catalogue {path} is invalid: {exc}") from exc
         return cls(parsed.models, {str(kind): name for kind, name in parsed.defaults.items()})
+
+    def deployed(self, servers: Iterable[str]) -> Catalog:
+        """The entries this gateway can serve: one whose `server` has no address (not among
+        `servers`, GATEWAY_MODEL_SERVERS) is left out, so it is neither listed nor routed: a
+        model nobody deployed is unknown here (404), not a service that is down (503)."""
+        known = set(servers)
+        entries = [entry for entry in self.entries if not entry.server or entry.server in known]
+        kept = {entry.name for entry in entries}
+        return Catalog(entries, {k: n for k, n in self.defaults.items() if n in kept})
 
     def names(self, kind: str | None = None) -> list[str]:
         return [e.name for e in self.entries if kind is None or kind in e.kinds]

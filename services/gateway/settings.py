@@ -52,13 +52,10 @@ class GatewaySettings(BaseSettings):
     qwen_image_target: str = "127.0.0.1:50051"
     qwen_edit_target: str = "127.0.0.1:50052"
     # More deployments of those servers, each pointed at other weights (catalogue `server:`):
-    # JSON `{"name": "replicas"}`, replicas as in the targets above. 2.1 and 2.1 Turbo by default.
-    model_servers: dict[str, str] = Field(
-        default_factory=lambda: {
-            "qwen-image-2.1": "127.0.0.1:50056",
-            "qwen-image-2.1-turbo": "127.0.0.1:50057",
-        }
-    )
+    # JSON `{"name": "replicas"}`, replicas as in the targets above. None by default: a catalogue
+    # entry whose server is not named here is not served (Catalog.deployed), e.g. Qwen-Image 2.1
+    # until `{"qwen-image-2.1": "127.0.0.1:50056"}` says where it runs.
+    model_servers: dict[str, str] = Field(default_factory=dict)
     # How a call picks a model-server replica: the least outstanding work (power of two choices)
     # or round_robin (for comparison).
     routing_policy: Literal["least_work", "round_robin"] = "least_work"

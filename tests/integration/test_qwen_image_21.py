@@ -155,13 +155,20 @@ def test_the_default_qwen_image_still_serves_1x(gateway: str) -> None:
 
 def test_models_lists_qwen_image_21_ready_by_its_own_server(gateway: str, mesh: Mesh) -> None:
     """/v1/models says `qwen-image-2.1` is ready because its own server serves; the mesh's
-    gateway, whose `qwen-image-2.1` address has no server, says it is not."""
+    gateway, with no GATEWAY_MODEL_SERVERS, neither lists it nor routes it (404, not a 503)."""
     ours = httpx.get(f"{gateway}/v1/models", timeout=30).json()["data"]
     (entry,) = [m for m in ours if m["id"] == "qwen-image-2.1"]
     assert entry["ready"] is True and entry["backend"] == "qwen_image"
     theirs = httpx.get(f"{mesh.gateway_url}/v1/models", timeout=30).json()["data"]
-    (missing,) = [m for m in theirs if m["id"] == "qwen-image-2.1"]
-    assert missing["ready"] is False and "qwen-image-2.1 server is" in missing["reason"]
+    assert "qwen-image-2.1" not in [m["id"] for m in theirs]
+    assert "qwen-image" in [m["id"] for m in theirs]
+    response = httpx.post(
+        f"{mesh.gateway_url}/v1/images/generations",
+        json={"model": "qwen-image-2.1", "prompt": "a lighthouse", "size": "128x96", **FAST},
+        timeout=30,
+    )
+    assert response.status_code == 404, response.text
+    assert "qwen-image-2.1" in response.json()["error"]["message"]
 
 
 def test_a_task_for_qwen_image_21_is_refused_rather_than_served_by_1x(gateway: str) -> None:
