@@ -38,9 +38,12 @@ def traced_mesh(s3_server, receiver: Receiver) -> Iterator[Mesh]:  # type: ignor
     mesh.stop()
 
 
-def trace_of(receiver: Receiver, request_id: str, services: set[str]) -> list[Span]:
+def trace_of(
+    receiver: Receiver, request_id: str, services: set[str], names: frozenset[str] = frozenset()
+) -> list[Span]:
     """The spans of the trace whose gateway span carries `request_id`, once `services` (and the
-    model server's last phase) have reported."""
+    model server's last phase) and the spans called `names` have reported (a span is exported
+    when it ends: a task's "run task" ends after its model and storage calls have reported)."""
 
     def complete() -> list[Span] | None:
         spans = receiver.snapshot()
@@ -53,7 +56,8 @@ def trace_of(receiver: Receiver, request_id: str, services: set[str]) -> list[Sp
             return None
         trace = [s for s in spans if s.trace_id == roots[0].trace_id]
         seen = {s.service for s in trace}
-        return trace if services <= seen else None
+        named = {s.name for s in trace}
+        return trace if services <= seen and names <= named else None
 
     return wait_until(complete, 60, f"the spans of request {request_id} from {sorted(services)}")
 
@@ -125,7 +129,12 @@ def test_a_task_created_through_the_gateway_joins_the_request_trace(
     assert answer.status_code == 200, answer.text
     # The worker's run (later, in whichever replica) continues the create request's trace: its
     # calls to the model server and to storage are in it too.
-    trace = trace_of(receiver, "trace-one-task", {"gateway", "tasks", "qwen_image", "storage"})
+    trace = trace_of(
+        receiver,
+        "trace-one-task",
+        {"gateway", "tasks", "qwen_image", "storage"},
+        frozenset({"run task"}),
+    )
     by_id = {s.span_id: s for s in trace}
     created = [s for s in trace if s.service == "tasks" and s.kind == SERVER]
     assert created

@@ -36,9 +36,9 @@ async def test_the_model_list_shows_a_servers_switches() -> None:
     settings = GatewaySettings(qwen_image_target=server.address, qwen_edit_target="127.0.0.1:9")
     backends = Backends(settings)
     try:
-        listed = await ModelListService(settings, Catalog.load(DEFAULT_CATALOG), backends).list(
-            "http://gateway/"
-        )
+        listed = await ModelListService(
+            settings, Catalog.load(DEFAULT_CATALOG).deployed(settings.model_servers), backends
+        ).list("http://gateway/")
     finally:
         await backends.close()
         await server.close(0)
