@@ -26,12 +26,15 @@ from typing import Any
 
 from services.common.errors import InvalidArgument
 from services.modelserver.batching import BatchStepFn
-from services.modelserver.limits import guidance_arguments
 from services.modelserver.loader import LoadedPipeline, read_model_index
 from services.modelserver.pipeline import BatchKey, ModelPipeline
 from services.modelserver.settings import ModelServerSettings
 from services.modelserver.tokens import TokenCounter
-from services.qwen_image.pipeline import TextToImageJob, TextToImagePipeline
+from services.qwen_image.pipeline import (
+    TextToImageJob,
+    TextToImagePipeline,
+    text_to_image_arguments,
+)
 
 PIPELINE_CLASSES = ("QwenImage21Pipeline",)
 TURBO_CLASSES = ("QwenImage21TurboModularPipeline",)
@@ -75,21 +78,7 @@ class Image21Pipeline(ModelPipeline[TextToImageJob]):
                 "image": job.image,
                 "output_resolution": max(SIZE_MULTIPLE, side),
             }
-        per_image = [job for job in jobs for _ in range(job.sampling.num_images)]
-        negative = head.sampling.negative_prompt is not None
-        return {
-            "prompt": [job.sampling.prompt for job in per_image],
-            "negative_prompt": [job.sampling.negative_prompt for job in per_image]
-            if negative
-            else None,
-            "width": head.width,
-            "height": head.height,
-            "num_inference_steps": head.sampling.steps,
-            "num_images_per_prompt": 1,
-            "generator": [g for job in jobs for g in self.generators(job.sampling)],
-            **common,
-            **guidance_arguments(head.sampling),
-        }
+        return {**text_to_image_arguments(self, jobs), **common}
 
 
 class Turbo21Pipeline(Image21Pipeline):

@@ -54,8 +54,8 @@ class TextToImagePipeline(ModelPipeline[TextToImageJob]):
         return self.shared_key(job) if job.image is None else None
 
     def call_arguments(self, jobs: list[TextToImageJob]) -> dict[str, Any]:
-        """One prompt (and negative prompt) per image, each job's own repeated `n` times; one
-        generator per image, each job's own seeds."""
+        """An img2img or inpainting job alone; a batch of text-to-image jobs as
+        `text_to_image_arguments` says."""
         head = jobs[0]
         if head.image is not None:
             (job,) = jobs
@@ -67,17 +67,27 @@ class TextToImagePipeline(ModelPipeline[TextToImageJob]):
             if job.mask is not None:
                 extra["mask_image"] = job.mask
             return {**self.sampling_arguments(job), **extra}
-        per_image = [job for job in jobs for _ in range(job.sampling.num_images)]
-        negative = head.sampling.negative_prompt is not None
-        return {
-            "prompt": [job.sampling.prompt for job in per_image],
-            "negative_prompt": [job.sampling.negative_prompt for job in per_image]
-            if negative
-            else None,
-            "width": head.width,
-            "height": head.height,
-            "num_inference_steps": head.sampling.steps,
-            "num_images_per_prompt": 1,
-            "generator": [g for job in jobs for g in self.generators(job.sampling)],
-            **guidance_arguments(head.sampling),
-        }
+        return text_to_image_arguments(self, jobs)
+
+
+def text_to_image_arguments(
+    pipeline: ModelPipeline[TextToImageJob], jobs: list[TextToImageJob]
+) -> dict[str, Any]:
+    """A batched text-to-image call's arguments (1.x and 2.1 alike): one prompt (and negative
+    prompt) per image, each job's own repeated `n` times; one generator per image, each job's own
+    seeds; size, steps and guidance from the head job (the batch key keeps them equal)."""
+    head = jobs[0]
+    per_image = [job for job in jobs for _ in range(job.sampling.num_images)]
+    negative = head.sampling.negative_prompt is not None
+    return {
+        "prompt": [job.sampling.prompt for job in per_image],
+        "negative_prompt": [job.sampling.negative_prompt for job in per_image]
+        if negative
+        else None,
+        "width": head.width,
+        "height": head.height,
+        "num_inference_steps": head.sampling.steps,
+        "num_images_per_prompt": 1,
+        "generator": [g for job in jobs for g in pipeline.generators(job.sampling)],
+        **guidance_arguments(head.sampling),
+    }
