@@ -22,10 +22,11 @@ from services.gateway.edits.masks import check_mask_size
 from services.gateway.edits.protocol import EditSpec
 from services.gateway.errors import invalid
 from services.gateway.knobs import check_count
-from services.gateway.lora_field import check_loras, lora_refs
+from services.gateway.lora_field import check_loras
 from services.gateway.openai_defaults import fill
 from services.gateway.outcome import Outcome, deliver_outcome
-from services.gateway.output_options import check_applies, hosted_extra, set_on_request
+from services.gateway.output_options import check_applies, hosted_extra
+from services.gateway.sampling_fields import set_sampling
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
 from services.gateway.sources import ImageSources, Input
@@ -171,14 +172,7 @@ class ImageEditService:
             request.mask.data = mask
         if spec.strength is not None:
             request.strength = spec.strength
-        set_on_request(request, spec.output)
-        if spec.true_cfg_scale is not None:
-            request.true_cfg_scale = spec.true_cfg_scale
-        if spec.guidance_scale is not None:
-            request.guidance_scale = spec.guidance_scale
-        if spec.seed is not None:
-            request.seed = spec.seed
-        request.loras.extend(lora_refs(spec.loras))
+        set_sampling(request, spec)
         return request
 
     @staticmethod
@@ -194,18 +188,11 @@ class ImageEditService:
             width=spec.width,
             height=spec.height,
         )
-        set_on_request(request, spec.output)
         if mask is not None:
             request.mask.data = mask
         if spec.strength is not None:
             request.strength = spec.strength
-        if spec.true_cfg_scale is not None:
-            request.true_cfg_scale = spec.true_cfg_scale
-        if spec.guidance_scale is not None:
-            request.guidance_scale = spec.guidance_scale
-        if spec.seed is not None:
-            request.seed = spec.seed
-        request.loras.extend(lora_refs(spec.loras))
+        set_sampling(request, spec)
         return request
 
     @staticmethod

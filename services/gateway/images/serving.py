@@ -24,10 +24,11 @@ from services.gateway.delivery import Delivery
 from services.gateway.errors import ApiError
 from services.gateway.images.protocol import GenerationSpec
 from services.gateway.knobs import check_count
-from services.gateway.lora_field import check_loras, lora_refs
+from services.gateway.lora_field import check_loras
 from services.gateway.openai_defaults import fill
 from services.gateway.outcome import Outcome, deliver_outcome
-from services.gateway.output_options import check_applies, hosted_extra, set_on_request
+from services.gateway.output_options import check_applies, hosted_extra
+from services.gateway.sampling_fields import set_sampling
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
 from services.gateway.streaming import DoneEvent, StreamEvent, relay
@@ -154,14 +155,7 @@ class ImageGenerationService:
             num_inference_steps=spec.num_inference_steps,
             num_images=spec.n,
         )
-        set_on_request(request, spec.output)
-        if spec.true_cfg_scale is not None:
-            request.true_cfg_scale = spec.true_cfg_scale
-        if spec.guidance_scale is not None:
-            request.guidance_scale = spec.guidance_scale
-        if spec.seed is not None:
-            request.seed = spec.seed
-        request.loras.extend(lora_refs(spec.loras))
+        set_sampling(request, spec)
         return request
 
     def _hosted_request(
