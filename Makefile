@@ -47,6 +47,7 @@ protos: $(GEN_STAMP)
 $(MODELS_STAMP): $(VENV_STAMP) $(wildcard services/tinymodels/*.py)
 	$(PY) -m services.tinymodels --out models
 	$(PY) -m services.tinymodels.qwen_image_21 --out models
+	$(PY) -m services.tinymodels.layered --out models
 	$(PY) -m services.tinymodels.lora --out models
 	touch $@
 
