@@ -31,6 +31,7 @@ import asyncio
 import contextvars
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,7 @@ from services.modelserver.metrics import (
     STEPS,
     WAITING,
 )
+from services.modelserver.pace import PaceMeter
 from services.modelserver.refusals import QueueFull
 
 log = logging.getLogger("imagemesh.jobs")
@@ -111,6 +113,13 @@ class Job(Generic[T]):
         # Traces only (services/common/tracing.py): when it was queued, when each step ended.
         self.submitted_ns = tracing.now_ns() if tracing.active() else 0
         self.step_ns: list[int] | None = [] if tracing.active() else None
+        # Routing only (pace.py): when the call's first and latest steps ended.
+        self.first_step: tuple[int, float] | None = None
+        self.last_step: tuple[int, float] | None = None
+
+    @property
+    def images(self) -> int:
+        return self.work.images
 
     def post(self, progress: Progress) -> None:
         """Queues a progress event for a streaming caller (event loop thread only); an event
@@ -123,6 +132,9 @@ class Job(Generic[T]):
         """Called by the pipeline after step `index` (1-based), in the worker thread; decodes
         and publishes the step's preview when given one and someone reads the stream."""
         self.steps_done = index
+        self.last_step = (index, time.monotonic())
+        if self.first_step is None:
+            self.first_step = self.last_step
         if self.step_ns is not None:
             self.step_ns.append(tracing.now_ns())
         STEPS.labels(self._queue.name).inc()
@@ -167,6 +179,8 @@ class JobQueue:
         self._phases: list[tuple[str, int, int]] = []  # the last call's, traces only
         self._worker: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop
+        self.pace = PaceMeter()  # how fast calls run here, for routing
+        self._call_started = 0.0
 
     @property
     def waiting(self) -> int:
@@ -187,6 +201,12 @@ class JobQueue:
             job.work.images * max(1, job.total_steps - job.steps_done) for job in self._running
         )
         return waiting, running, steps
+
+    def remaining_ms(self) -> int | None:
+        """Predicted milliseconds until the queue is drained (None before any call was
+        measured): what routing weighs replicas of different speeds by."""
+        elapsed = time.monotonic() - self._call_started if self._running else 0.0
+        return self.pace.remaining_ms(list(self._waiting), self._running, elapsed)
 
     @overload
     def submit(
@@ -338,6 +358,7 @@ class JobQueue:
             self._announce_positions()
             BUSY.start(self.name)
             started_ns = tracing.now_ns()
+            self._call_started = started = time.monotonic()
             try:
                 outcomes = await asyncio.shield(
                     self.loop.run_in_executor(self._executor, self._execute, batch)
@@ -353,6 +374,10 @@ class JobQueue:
                 self._running = []
             if tracing.active():
                 self._trace(batch, started_ns, tracing.now_ns())
+            if all(o.error is None and not o.cancelled for o in outcomes):
+                self.pace.observe(
+                    time.monotonic() - started, sum(j.images for j in batch), batch[0]
+                )
             self._finish(batch, outcomes)
 
     def _finish(self, batch: Sequence[Job[Any]], outcomes: Sequence[Outcome]) -> None:

@@ -2,8 +2,10 @@
 
 The numbers are the job queue's (`JobQueue.load()`: images waiting, images in the running call,
 denoising steps left image by image; the queue `imagemesh_modelserver_queue_depth` and
-`_batch_images` describe); the gateway adds them up per replica and sends each call where the
-least work waits (services/gateway/routing).
+`_batch_images` describe), and once a call has been timed, its pace (`pace.py`: ms per step of
+one image, ms for the rest of a call) and the milliseconds it predicts until the queue is
+drained. The gateway adds them up per replica and sends each call where it will be done soonest
+(services/gateway/routing).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ Metadata = tuple[tuple[str, str], ...]
 
 
 def trailer(queue: JobQueue, not_started: bool = False) -> Metadata:
-    """`imagemesh-load: queued=Q,running=R,steps=S` (and the not-started mark when it
-    applies)."""
-    return loadreport.trailer(*queue.load(), not_started=not_started)
+    """`imagemesh-load: queued=Q,running=R,steps=S[,ms=M,step_ms=X,call_ms=Y]` (and the
+    not-started mark when it applies)."""
+    return loadreport.trailer(
+        *queue.load(), not_started=not_started, ms=queue.remaining_ms(), pace=queue.pace.pace
+    )
 
 
 def reporter(queue: JobQueue, serving: Callable[[], bool]) -> Callable[[], common_pb2.LoadResponse]:
@@ -29,6 +33,7 @@ def reporter(queue: JobQueue, serving: Callable[[], bool]) -> Callable[[], commo
 
     def report() -> common_pb2.LoadResponse:
         queued, running, steps = queue.load()
+        pace, ms = queue.pace.pace, queue.remaining_ms()
         return common_pb2.LoadResponse(
             queued_images=queued,
             running_images=running,
@@ -36,6 +41,9 @@ def reporter(queue: JobQueue, serving: Callable[[], bool]) -> Callable[[], commo
             serving=serving(),
             queued_jobs=queue.waiting,
             max_queue=queue.max_waiting,
+            step_ms=pace.step_ms if pace else 0.0,
+            call_ms=pace.call_ms if pace else 0.0,
+            remaining_ms=ms or 0,
         )
 
     return report

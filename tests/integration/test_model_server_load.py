@@ -12,7 +12,7 @@ import pytest
 from imagemesh.v1 import common_pb2, common_pb2_grpc, qwen_image_pb2, qwen_image_pb2_grpc
 
 from services.common import loadreport
-from services.common.loadreport import Load
+from services.common.loadreport import Load, Pace
 from services.modelserver import service
 from services.modelserver.service import ModelService
 from services.qwen_image.generator import Generator
@@ -23,6 +23,13 @@ from tests.support.ports import free_port
 from tests.support.step_gate import StepGate
 from tests.support.tiny_models import TINY_IMAGE_DIR, ensure_tiny_models
 from tests.support.waiting import eventually
+
+
+def counts(read: tuple[Load | None, bool]) -> tuple[tuple[int, int, int | None], bool]:
+    """A trailer's (queued, running, steps) and not-started mark, without the timed pace."""
+    load, not_started = read
+    assert load is not None
+    return (load.queued, load.running, load.steps), not_started
 
 
 def request(n: int = 1) -> qwen_image_pb2.GenerateRequest:
@@ -86,8 +93,39 @@ async def test_load_and_trailers_follow_the_queue(held) -> None:  # type: ignore
     await waiting
     last = loadreport.read(await waiting.trailing_metadata())
     # As each call ended: the second job waiting or already running; then nothing.
-    assert first[0] in (Load(3, 0, 6), Load(0, 3, 6)) and first[1] is False
-    assert last == (Load(0, 0, 0), False)
+    assert counts(first) in (((3, 0, 6), False), ((0, 3, 6), False))
+    assert counts(last) == ((0, 0, 0), False)
+    # Timed calls ran: the pace rides along, and an idle queue predicts nothing left.
+    assert last[0] is not None and last[0].pace is not None and last[0].ms == 0
+    assert last[0].pace.step_ms > 0
+
+
+async def test_after_a_timed_call_load_predicts_the_drain_time_at_its_pace(held) -> None:  # type: ignore[no-untyped-def]
+    _, gate, channel = held
+    info = common_pb2_grpc.ModelServerStub(channel)
+    images = qwen_image_pb2_grpc.ImageGenerationStub(channel)
+    untimed = await info.Load(common_pb2.LoadRequest())
+    assert (untimed.step_ms, untimed.call_ms, untimed.remaining_ms) == (0, 0, 0)
+    await images.Generate(request())  # 2 steps: one step time measured
+
+    gate.arm()
+    running = images.Generate(request(n=2))
+    await gate.wait_held()
+    waiting = images.Generate(request(n=3))
+
+    async def queued() -> common_pb2.LoadResponse | None:
+        answer = await info.Load(common_pb2.LoadRequest())
+        return answer if answer.queued_jobs == 1 else None
+
+    busy = await eventually(queued, 30, "the second job queued")
+    gate.release()
+    await running
+    await waiting
+    assert busy.step_ms > 0 and busy.call_ms >= 0
+    # The waiting call (3 images x 2 steps) whole, and at least the running call's last step
+    # of 2 images: the prediction counts them at the measured pace.
+    pace = Pace(busy.step_ms, busy.call_ms)
+    assert busy.remaining_ms >= round(pace.cost(6) + pace.cost(2, calls=0)) - 1
 
 
 async def test_a_stream_ends_with_the_load_too(held) -> None:  # type: ignore[no-untyped-def]
@@ -95,7 +133,7 @@ async def test_a_stream_ends_with_the_load_too(held) -> None:  # type: ignore[no
     call = qwen_image_pb2_grpc.ImageGenerationStub(channel).GenerateStream(request())
     events = [event async for event in call]
     assert events[-1].HasField("result")
-    assert loadreport.read(await call.trailing_metadata()) == (Load(0, 0, 0), False)
+    assert counts(loadreport.read(await call.trailing_metadata())) == ((0, 0, 0), False)
 
 
 async def test_while_loading_load_says_not_serving_and_calls_are_marked_not_started() -> None:
@@ -144,3 +182,9 @@ def test_the_trailer_format() -> None:
         Load(2, 1, 3),
         False,
     )
+    # A timed server adds its prediction and pace; a pace without steps' time is no pace.
+    paced = "queued=1,running=1,steps=52,ms=10870,step_ms=197.5,call_ms=470"
+    assert loadreport.parse_load(paced) == Load(1, 1, 52, 10870, Pace(197.5, 470))
+    assert loadreport.parse_load("queued=0,running=0,steps=0,ms=0,step_ms=0") == Load(0, 0, 0)
+    text = loadreport.format_load(1, 1, 52, 10870, Pace(197.5, 470.25))
+    assert loadreport.parse_load(text) == Load(1, 1, 52, 10870, Pace(198, 470.2))
