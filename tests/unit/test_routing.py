@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from services.common.loadreport import Load
+from services.common.loadreport import Load, Pace
 from services.gateway.routing import load as load_module
 from services.gateway.routing.failover import Verdict, verdict
-from services.gateway.routing.load import ReplicaLoad, weight
+from services.gateway.routing.load import ReplicaLoad, Typical, weight
 from services.gateway.routing.picker import LeastWork, RoundRobin
 from services.gateway.routing.replicas import ReplicaSet, parse_targets
 
@@ -24,7 +24,7 @@ EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 @dataclass
 class Fake:
     name: str
-    work: int
+    work: float
 
 
 def test_least_work_takes_the_idle_replica_of_two_every_time() -> None:
@@ -65,6 +65,36 @@ def test_work_is_the_steps_reported_plus_the_calls_sent_since() -> None:
     load.ended(second)
     load.ended(second)  # a stream may end twice: counted once
     assert load.work == 70 and load.in_flight == 0
+
+
+def test_a_replica_is_weighed_by_the_time_it_needs_at_its_own_pace() -> None:
+    slow, fast = ReplicaLoad(), ReplicaLoad()
+    slow.report(Load(0, 1, steps=10, ms=5000, pace=Pace(step_ms=500, call_ms=0)))
+    fast.report(Load(2, 1, steps=30, ms=1500, pace=Pace(step_ms=50, call_ms=0)))
+    assert (slow.work, fast.work) == (5000, 1500)
+    picker = LeastWork(random.Random(4))
+    assert {picker.choose([slow, fast]) is fast for _ in range(20)} == {True}  # more steps
+
+
+def test_a_call_sent_since_the_report_costs_a_call_and_its_steps_at_the_replica_pace() -> None:
+    load = ReplicaLoad()
+    load.report(Load(0, 0, steps=0, ms=0, pace=Pace(step_ms=200, call_ms=470)))
+    short = load.sent(weight(images=1, steps=2))
+    assert load.work == 470 + 2 * 200
+    load.sent(weight(images=2, steps=50))
+    assert load.work == 470 + 400 + 470 + 2 * 50 * 200
+    load.ended(short)
+    assert load.work == 470 + 2 * 50 * 200
+
+
+def test_a_replica_that_has_timed_no_call_is_weighed_at_the_pace_of_its_backend() -> None:
+    typical = Typical()
+    timed, fresh = ReplicaLoad(typical=typical), ReplicaLoad(typical=typical)
+    fresh.report(Load(0, 1, steps=50))  # just started: no pace of its own yet
+    assert fresh.work == 50  # nobody has a pace: steps
+    timed.report(Load(1, 1, steps=4, ms=1700, pace=Pace(step_ms=200, call_ms=470)))
+    assert fresh.work == 50 * 200  # the same milliseconds as the timed replica's
+    assert timed.work == 1700
 
 
 def test_a_number_left_out_is_estimated_at_the_default_steps() -> None:

@@ -1,6 +1,6 @@
 """Which replica takes a call: least outstanding work by power of two choices, or round-robin.
 
-Plain classes over anything with a `work` number, so they are tested with fake loads. Power of
+Plain classes over anything with a `work` number (milliseconds, `load.py`), so they are tested with fake loads. Power of
 two choices draws two distinct replicas at random and takes the one with less work (a tie goes to
 either): close to "the least loaded of all" without every gateway rushing to the same replica
 between two reports. With two replicas it is exactly "the less loaded one". Round-robin is kept
@@ -18,7 +18,7 @@ Policy = Literal["least_work", "round_robin"]
 
 class Weighed(Protocol):
     @property
-    def work(self) -> int: ...
+    def work(self) -> float: ...
 
 
 C = TypeVar("C", bound=Weighed)

@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from services.gateway.routing.load import ReplicaLoad
+from services.gateway.routing.load import ReplicaLoad, Typical
 
 log = logging.getLogger("imagemesh.gateway.routing")
 
@@ -77,7 +77,7 @@ class Replica:
     _stubs: dict[type, Any] = field(default_factory=dict)
 
     @property
-    def work(self) -> int:
+    def work(self) -> float:
         return self.load.work
 
     def stub(self, stub_type: type) -> Any:
@@ -102,6 +102,7 @@ class ReplicaSet:
         self._resolve = resolve
         self._retire_grace = retire_grace  # calls in flight on a dropped replica may finish
         self._replicas: dict[str, Replica] = {}
+        self.typical = Typical()  # the pace a replica that has timed no call yet is given
         self._retiring: set[asyncio.Task[None]] = set()
         # Until the first refresh, a dns:/// entry is its own one replica (gRPC resolves it).
         self._resolved: dict[Entry, list[str]] = {e: [e.text] for e in self.entries if e.resolved}
@@ -138,7 +139,9 @@ class ReplicaSet:
         wanted = list(dict.fromkeys(addresses))
         for address in wanted:
             if address not in self._replicas:
-                self._replicas[address] = Replica(address, self._connect(address))
+                self._replicas[address] = Replica(
+                    address, self._connect(address), ReplicaLoad(typical=self.typical)
+                )
                 if self.resolves:
                     log.info("%s: replica %s added", self.backend, address)
         for address in [a for a in self._replicas if a not in wanted]:

@@ -24,7 +24,7 @@ from imagemesh.v1 import common_pb2, common_pb2_grpc
 from prometheus_client import Counter
 
 from services.common import loadreport, requestid
-from services.common.loadreport import Load
+from services.common.loadreport import Load, Pace
 from services.gateway.routing import failover
 from services.gateway.routing.failover import Verdict
 from services.gateway.routing.load import weight
@@ -240,8 +240,17 @@ class Router:
         # An older server leaves remaining_steps at 0 whatever its queue: count its images then.
         images = answer.queued_images + answer.running_images
         steps = answer.remaining_steps if answer.remaining_steps or not images else None
+        # step_ms 0: the replica has timed no call yet (or is older): no pace, no prediction.
+        paced = answer.step_ms > 0
         replica.load.report(
-            Load(answer.queued_images, answer.running_images, steps), answer.serving
+            Load(
+                answer.queued_images,
+                answer.running_images,
+                steps,
+                answer.remaining_ms if paced else None,
+                Pace(answer.step_ms, answer.call_ms) if paced else None,
+            ),
+            answer.serving,
         )
 
     async def _resolving(self) -> None:
