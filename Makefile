@@ -49,6 +49,7 @@ $(MODELS_STAMP): $(VENV_STAMP) $(wildcard services/tinymodels/*.py)
 	$(PY) -m services.tinymodels.qwen_image_21 --out models
 	$(PY) -m services.tinymodels.layered --out models
 	$(PY) -m services.tinymodels.lora --out models
+	$(PY) -m services.tinymodels.controlnet --out models
 	touch $@
 
 models: $(MODELS_STAMP)
