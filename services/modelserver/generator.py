@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import ClassVar, Generic, TypeVar
 
+from services.modelserver.controlnets import ControlEntry
 from services.modelserver.jobs import Progress, StepHook
 from services.modelserver.limits import Sampling, check_sampling
 from services.modelserver.loras import LoraEntry, LoraLibrary, LoraRef, LoraSet
@@ -102,6 +103,11 @@ class ModelGenerator(Generic[Settings, S, J]):
             return self.pipeline.lora_library.entries()
         settings = self.settings
         return LoraLibrary(settings.lora_dir, settings.max_loras_per_request).entries()
+
+    def controlnet_entries(self) -> list[ControlEntry]:
+        """The ControlNets loaded beside the pipeline, as Describe lists them (before the load:
+        none)."""
+        return [] if self.pipeline is None else self.pipeline.controlnet_entries()
 
     async def prepare(self, spec: S) -> J:
         """The job for a request, or `InvalidArgument` naming what to fix."""

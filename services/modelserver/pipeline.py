@@ -16,6 +16,7 @@ import torch
 
 from services.modelserver.acceleration import load_accelerated
 from services.modelserver.batching import Batchable, BatchStepFn
+from services.modelserver.controlnets import ControlEntry
 from services.modelserver.limits import Sampling, guidance_arguments
 from services.modelserver.loader import LoadedPipeline, load_pipeline
 from services.modelserver.lora_adapters import LoraAdapters
@@ -152,6 +153,11 @@ class ModelPipeline(Generic[J]):
             images=n,
             describe=f"{job.width}x{job.height}, {job.sampling.steps} steps, {n} image(s)",
         )
+
+    def controlnet_entries(self) -> list[ControlEntry]:
+        """The ControlNets loaded beside the pipeline (`controlnets.py`); none unless a server
+        loads them."""
+        return []
 
     def pipe_for(self, job: J) -> Any:
         """The diffusers pipeline a call of `job` runs on (a server with inpaint / img2img

@@ -21,6 +21,7 @@ import grpc
 from services.common.logs import configure_logging
 from services.common.server import MeshServer
 from services.modelserver import load
+from services.modelserver.controlnets import ControlEntry
 from services.modelserver.info import add_info_servicer
 from services.modelserver.jobs import StepHook
 from services.modelserver.loader import PipelineLoadError
@@ -37,6 +38,8 @@ class Loadable(Protocol):
     async def load(self) -> None: ...
 
     def lora_entries(self) -> list[LoraEntry]: ...
+
+    def controlnet_entries(self) -> list[ControlEntry]: ...
 
     async def close(self) -> None: ...
 
@@ -70,6 +73,7 @@ async def start(
         server.grpc,
         load.reporter(generator.runner.queue, lambda: server.serving),
         generator.lora_entries,
+        generator.controlnet_entries,
     )
     await server.start()
     try:

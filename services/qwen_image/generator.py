@@ -2,7 +2,10 @@
 checks; the rest is `ModelGenerator`'s.
 
 `Generator` refuses bad requests with `InvalidArgument` before they take a queue slot: a mask
-without an image, a mask of another size than the image, `strength` outside (0, 1].
+without an image, a mask of another size than the image, `strength` outside (0, 1]; control
+inputs on img2img (diffusers has no ControlNet img2img pipeline), with a strength below 1 (the
+ControlNet inpainting pipeline redraws from noise), or on Qwen-Image 2.1 (its ControlNet
+pipelines are 1.x's).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from services.common.errors import InvalidArgument
+from services.modelserver.controlnets import CONTROL, INPAINTING, ControlCall, ControlRef
 from services.modelserver.generator import ModelGenerator, SamplingSpec
 from services.modelserver.images import decode_image
 from services.modelserver.inpainting import (
@@ -40,6 +44,9 @@ class GenerateSpec(SamplingSpec):
     image: ImageSource | None = None  # img2img (or inpainting, with `mask`)
     mask: ImageSource | None = None
     strength: float | None = None
+    controls: tuple[ControlRef, ...] = ()  # ControlNet inputs (`modelserver.controlnets`)
+    control_guidance_start: float | None = None
+    control_guidance_end: float | None = None
 
 
 class Generator(ModelGenerator[QwenImageSettings, GenerateSpec, TextToImageJob]):
@@ -59,7 +66,45 @@ class Generator(ModelGenerator[QwenImageSettings, GenerateSpec, TextToImageJob])
         self.pipeline = await asyncio.to_thread(family21.load_family, self.settings)
 
     async def prepare(self, spec: GenerateSpec) -> TextToImageJob:
+        job = await self._prepare(spec)
+        if not spec.controls:
+            for name in ("control_guidance_start", "control_guidance_end"):
+                if getattr(spec, name) is not None:
+                    raise InvalidArgument(f"{name}: applies to control inputs; send controls too")
+            return job
+        return dataclasses.replace(job, control=await self._control(spec, job))
+
+    async def _control(self, spec: GenerateSpec, job: TextToImageJob) -> ControlCall:
+        pipeline = self.ready()
+        assert isinstance(pipeline, TextToImagePipeline)
+        if spec.image is not None and spec.mask is None:
+            raise InvalidArgument(
+                "controls: apply to text to image or to a masked edit; diffusers 0.42 has no "
+                "ControlNet img2img pipeline (send a mask, or no image)"
+            )
+        if spec.mask is not None and job.strength != 1.0:
+            raise InvalidArgument(
+                f"strength: {job.strength:.4g} with controls; the ControlNet inpainting pipeline "
+                "redraws the masked area from noise (strength 1), leave strength out"
+            )
+        max_pixels = self.settings.max_input_pixels
+        return await asyncio.to_thread(
+            pipeline.controlnets.check,
+            spec.controls,
+            spec.control_guidance_start,
+            spec.control_guidance_end,
+            INPAINTING if spec.mask is not None else CONTROL,
+            lambda data, name: decode_image(data, name, max_pixels),
+        )
+
+    async def _prepare(self, spec: GenerateSpec) -> TextToImageJob:
         if family21.is_21(self.pipeline):
+            if spec.controls:
+                raise InvalidArgument(
+                    f"controls: {getattr(self.pipeline, 'model', 'Qwen-Image 2.1')} is a Qwen-Image "
+                    "2.1 model; diffusers "
+                    "0.42's Qwen-Image ControlNet pipelines are for Qwen-Image 1.x"
+                )
             return await self.prepare_21(spec)
         if spec.image is None:
             if spec.mask is not None:

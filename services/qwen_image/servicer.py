@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from imagemesh.v1 import common_pb2, qwen_image_pb2, qwen_image_pb2_grpc
 
+from services.modelserver.controlnets import ControlRef
 from services.modelserver.servicing import Calls, sampling_fields
 from services.qwen_image.generator import GenerateSpec, ImageSource
 
@@ -23,7 +24,23 @@ def spec_from(request: qwen_image_pb2.GenerateRequest) -> GenerateSpec:
         image=_source(request, "image"),
         mask=_source(request, "mask"),
         strength=request.strength if request.HasField("strength") else None,
+        controls=tuple(_control(control) for control in request.controls),
+        control_guidance_start=_optional(request, "control_guidance_start"),
+        control_guidance_end=_optional(request, "control_guidance_end"),
     )
+
+
+def _optional(request: qwen_image_pb2.GenerateRequest, name: str) -> float | None:
+    return getattr(request, name) if request.HasField(name) else None
+
+
+def _control(control: common_pb2.ControlInput) -> ControlRef:
+    image: bytes | str | None = None
+    if control.HasField("image"):
+        source = control.image
+        image = source.url if source.WhichOneof("source") == "url" else source.data
+    scale = control.conditioning_scale if control.HasField("conditioning_scale") else None
+    return ControlRef(image, control.controlnet, scale)
 
 
 class GenerationServicer(Calls, qwen_image_pb2_grpc.ImageGenerationServicer):

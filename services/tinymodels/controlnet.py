@@ -38,7 +38,10 @@ CONTROLNETS = {
     "qwen-image-controlnet-inpainting-tiny": (41, 4),
 }
 # The spread of the re-drawn output projections, against the base weights' 1 / sqrt(in).
-SPREAD = 0.5
+SPREAD = 1.0
+# The control picture's projection: wider, so that which picture is sent shows in the result (the
+# tiny VAE's latents of two pictures differ little).
+EMBED_SPREAD = 8.0
 
 
 def model(seed: int, extra_condition_channels: int) -> Any:
@@ -60,10 +63,11 @@ def model(seed: int, extra_condition_channels: int) -> Any:
     )
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for linear in [*net.controlnet_blocks, net.controlnet_x_embedder]:
+        spreads = [(block, SPREAD) for block in net.controlnet_blocks]
+        for linear, spread in [*spreads, (net.controlnet_x_embedder, EMBED_SPREAD)]:
             fan_in = linear.weight.shape[1]
             linear.weight.copy_(
-                torch.randn(linear.weight.shape, generator=generator) * SPREAD / fan_in**0.5
+                torch.randn(linear.weight.shape, generator=generator) * spread / fan_in**0.5
             )
             linear.bias.zero_()
     return net
