@@ -9,12 +9,14 @@ carries the queue's load (`services/modelserver/load.py`).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 from imagemesh.v1 import common_pb2
 
+from services.common.errors import InvalidArgument
 from services.modelserver import load
+from services.modelserver.controlnets import name_of
 from services.modelserver.generator import ModelGenerator
 from services.modelserver.loras import LoraRef
 from services.modelserver.protomap import event_to_proto, output_format_name, result_to_proto
@@ -47,11 +49,33 @@ def sampling_fields(request: Any) -> dict[str, Any]:
     }
 
 
+def _has_controls(request: Any) -> bool:
+    fields = request.DESCRIPTOR.fields_by_name
+    if "controls" not in fields:
+        return False
+    optional = ("control_guidance_start", "control_guidance_end")
+    return bool(request.controls) or any(request.HasField(name) for name in optional)
+
+
 class Calls:
     """A servicer's two calls, unary and streamed, on the server's generator."""
 
+    # Whether the server runs ControlNets (request fields `controls`, `control_guidance_*`);
+    # one that does not refuses them naming its model, before any work.
+    takes_controls: ClassVar[bool] = False
+
     def __init__(self, generator: ModelGenerator[Any, Any, Any]) -> None:
         self._generator = generator
+
+    def _spec(self, request: Any) -> Any:
+        if not self.takes_controls and _has_controls(request):
+            settings = self._generator.settings
+            model = settings.model_name or name_of(settings.location)
+            raise InvalidArgument(
+                f"controls: {model} takes no ControlNet inputs; diffusers 0.42 has no ControlNet "
+                "edit pipeline (qwen-image takes them, for text to image and masked edits)"
+            )
+        return self.spec_from(request)
 
     def spec_from(self, request: Any) -> Any:
         """The generator's spec for a request message."""
@@ -62,7 +86,7 @@ class Calls:
     ) -> common_pb2.GenerationResult:
         not_started = False
         try:
-            return result_to_proto(await self._generator.generate(self.spec_from(request)))
+            return result_to_proto(await self._generator.generate(self._spec(request)))
         except NotStarted:
             not_started = True
             raise
@@ -74,7 +98,7 @@ class Calls:
     ) -> AsyncIterator[common_pb2.GenerationEvent]:
         not_started = False
         try:
-            async for event in self._generator.generate_stream(self.spec_from(request)):
+            async for event in self._generator.generate_stream(self._spec(request)):
                 yield event_to_proto(event)
         except NotStarted:
             not_started = True

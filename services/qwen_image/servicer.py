@@ -44,6 +44,8 @@ def _control(control: common_pb2.ControlInput) -> ControlRef:
 
 
 class GenerationServicer(Calls, qwen_image_pb2_grpc.ImageGenerationServicer):
+    takes_controls = True
+
     def spec_from(self, request: qwen_image_pb2.GenerateRequest) -> GenerateSpec:
         return spec_from(request)
 

@@ -5,7 +5,8 @@ loaded once from QWEN_IMAGE_CONTROLNET_LOCATION.
 What a caller sees: a control picture changes the picture for the same seed (and the same request
 gives the same bytes again), several pictures through one ControlNet differ from one, a masked
 edit runs the ControlNet inpainting pipeline at the image's size, previews and LoRA work with a
-control, Describe lists the ControlNets, and bad control inputs are refused naming the field.
+control, Describe lists the ControlNets, bad control inputs are refused naming the field, and the
+edit server refuses control inputs naming its model.
 """
 
 from __future__ import annotations
@@ -17,10 +18,19 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from imagemesh.v1 import common_pb2, common_pb2_grpc, qwen_image_pb2, qwen_image_pb2_grpc
+from imagemesh.v1 import (
+    common_pb2,
+    common_pb2_grpc,
+    qwen_edit_pb2,
+    qwen_edit_pb2_grpc,
+    qwen_image_pb2,
+    qwen_image_pb2_grpc,
+)
 from PIL import Image
 
 from services.modelserver.service import ModelService
+from services.qwen_edit.service import start as start_edit
+from services.qwen_edit.settings import QwenEditSettings
 from services.qwen_image.service import start
 from services.qwen_image.settings import QwenImageSettings
 from tests.support.controlnets import (
@@ -32,7 +42,12 @@ from tests.support.controlnets import (
     stripes,
 )
 from tests.support.inpainting import left_half_grey_mask, png, sample_image
-from tests.support.tiny_models import TINY_IMAGE_DIR, ensure_tiny_loras, ensure_tiny_models
+from tests.support.tiny_models import (
+    TINY_EDIT_DIR,
+    TINY_IMAGE_DIR,
+    ensure_tiny_loras,
+    ensure_tiny_models,
+)
 
 SHAPE: dict[str, Any] = {"width": 64, "height": 64, "num_inference_steps": 2}
 
@@ -218,3 +233,31 @@ async def test_bad_control_inputs_are_refused_naming_the_field(stub, case: str) 
         await stub.Generate(make())
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fragment in (caught.value.details() or "")
+
+
+async def test_the_edit_server_refuses_control_inputs_naming_its_model() -> None:
+    ensure_tiny_models()
+    settings = QwenEditSettings(
+        listen="127.0.0.1:0", metrics_listen="", location=str(TINY_EDIT_DIR)
+    )
+    service = await start_edit(settings)
+    try:
+        async with grpc.aio.insecure_channel(service.address) as opened:
+            edit = qwen_edit_pb2_grpc.ImageEditingStub(opened)
+            image = common_pb2.ImageInput(data=png(sample_image(64, 64)))
+            asked = qwen_edit_pb2.EditRequest(prompt="make it blue", images=[image], **SHAPE)
+            assert (await edit.Edit(asked)).images  # the same edit without controls runs
+            for extra in ({"controls": [control(stripes())]}, {"control_guidance_end": 0.5}):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await edit.Edit(
+                        qwen_edit_pb2.EditRequest(
+                            prompt="make it blue", images=[image], **SHAPE, **extra
+                        )
+                    )
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert (
+                    "controls: qwen-image-edit-tiny takes no ControlNet inputs; diffusers 0.42 "
+                    "has no ControlNet edit pipeline"
+                ) in (caught.value.details() or "")
+    finally:
+        await service.close(0)
