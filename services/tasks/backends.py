@@ -1,4 +1,5 @@
-"""The task service's gRPC clients: Qwen-Image, the providers service and storage.
+"""The task service's gRPC clients: Qwen-Image (the default deployment and those named in
+TASKS_MODEL_SERVERS), the providers service and storage.
 
 One long-lived channel per backend (reconnecting on its own, `services.common.channels`), a
 deadline and the request id on every call. A backend's error is raised as a `BackendError` that
@@ -44,6 +45,13 @@ def backend_error(exc: grpc.aio.AioRpcError, what: str) -> BackendError:
     return BackendError(code, details or f"{what} failed ({code.name})")
 
 
+def unserved(model: str, server: str) -> str:
+    return (
+        f"model {model!r} is not served as a task here: the tasks service has no address for "
+        f"its server {server!r} (set it in TASKS_MODEL_SERVERS)"
+    )
+
+
 class Backends:
     """Channels and stubs of every backend a task calls; built inside the running event loop."""
 
@@ -58,8 +66,26 @@ class Backends:
             )
         }
         self.qwen_image = qwen_image_pb2_grpc.ImageGenerationStub(self.channels["qwen_image"])
+        # Other deployments of the qwen_image server (catalogue `server:`), by name.
+        self.channels.update(
+            (f"server {name}", insecure_channel(target, settings.max_message_bytes))
+            for name, target in settings.model_servers.items()
+        )
+        self.servers = {
+            name: qwen_image_pb2_grpc.ImageGenerationStub(self.channels[f"server {name}"])
+            for name in settings.model_servers
+        }
         self.providers = providers_pb2_grpc.ProvidersStub(self.channels["providers"])
         self.storage = storage_pb2_grpc.StorageStub(self.channels["storage"])
+
+    def image_stub(self, model: str, server: str) -> qwen_image_pb2_grpc.ImageGenerationStub:
+        """The qwen_image deployment a task runs on: its spec's `server`, else the default."""
+        if not server:
+            return self.qwen_image
+        stub = self.servers.get(server)
+        if stub is None:
+            raise BackendError(grpc.StatusCode.FAILED_PRECONDITION, unserved(model, server))
+        return stub
 
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self.channels.values()))

@@ -85,7 +85,7 @@ class TaskRunner:
         if spec.HasField("strength"):
             request.strength = spec.strength
         result = await self._backends.call(
-            self._backends.qwen_image.Generate,
+            self._backends.image_stub(spec.model, spec.server).Generate,
             request,
             deadline=self._settings.generate_deadline_seconds,
             what=spec.model,

@@ -20,6 +20,7 @@ from typing import Any
 
 from services.common import tracing
 from services.common.errors import FailedPrecondition, NotFound
+from services.tasks.backends import unserved
 from services.tasks.outbox import Outbox
 from services.tasks.records import TRACE_KEY, NewTask, Status, TaskRecord, is_anonymous
 from services.tasks.retention import Retention
@@ -92,6 +93,10 @@ class TaskService:
 
     async def create(self, new: NewTask) -> TaskRecord:
         self.webhooks.check(new.callback_url)
+        server = str(new.spec.get("server", ""))
+        if server and server not in self.settings.model_servers:
+            # Refused now rather than failed later: no worker of this service could run it.
+            raise FailedPrecondition(unserved(new.model, server))
         carrier = tracing.carrier()
         if carrier:
             new = replace(new, spec={**new.spec, TRACE_KEY: carrier})

@@ -50,6 +50,11 @@ class TasksSettings(ServerSettings):
     # The backends a task runs on, and the deadline of each call (seconds). Generation on CPU at
     # 1328x1328 takes tens of seconds.
     qwen_image_target: str = "127.0.0.1:50051"
+    # More deployments of the qwen_image server, each on other weights (the catalogue's `server:`,
+    # which the gateway puts in TaskSpec.server): JSON `{"name": "host:port"}`, as the gateway's
+    # GATEWAY_MODEL_SERVERS. None by default: a task for a server not named here is refused at
+    # create, naming its model, e.g. Qwen-Image 2.1 until `{"qwen-image-2.1": "127.0.0.1:50056"}`.
+    model_servers: dict[str, str] = Field(default_factory=dict)
     providers_target: str = "127.0.0.1:50053"
     storage_target: str = "127.0.0.1:50054"
     generate_deadline_seconds: float = Field(default=300.0, gt=0)

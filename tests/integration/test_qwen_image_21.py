@@ -2,7 +2,9 @@
 server of its own pointed at `models/qwen-image-2.1-tiny` (the model index names
 `QwenImage21Pipeline`, no code picks it), reached through the catalogue's `server:` and
 GATEWAY_MODEL_SERVERS. Generations answer PNGs of the asked size, an edit with one image answers
-a picture of the image's size, and the knobs 2.1 does not take answer 400 naming it.
+a picture of the image's size, and the knobs 2.1 does not take answer 400 naming it. Tasks for
+2.1 and Turbo run on their own servers too (a tasks service with TASKS_MODEL_SERVERS), and a
+tasks service without it refuses them naming the model.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import tempfile
 from collections.abc import Iterator
 
+import grpc
 import httpx
 import pytest
+from imagemesh.v1 import tasks_pb2, tasks_pb2_grpc
 from PIL import Image
 
 from services.modelserver.settings import MODELS_DIR, TINY_IMAGE_21_DIR, TINY_IMAGE_21_TURBO_DIR
@@ -63,9 +68,26 @@ def gateway(mesh: Mesh) -> Iterator[str]:
             },
         )
         servers.append(server.start())
-    for target in targets.values():
+    # A tasks service of its own that reaches both (the mesh's reaches the default server only).
+    tasks_target = f"127.0.0.1:{free_port()}"
+    tasks_env = {k: v for k, v in mesh.process("tasks").env.items() if k.startswith("TASKS_")}
+    tasks = ServiceProcess.module(
+        "tasks-21",
+        "services.tasks",
+        env={
+            **tasks_env,
+            "TASKS_LISTEN": tasks_target,
+            "TASKS_DATABASE_URL": f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='tasks-21-')}/t.db",
+            "TASKS_MODEL_SERVERS": json.dumps(targets),
+        },
+    )
+    servers.append(tasks.start())
+    for target in (*targets.values(), tasks_target):
         wait_until(lambda t=target: grpc_serving(t), 180, target)  # type: ignore[misc]
-    gw, url = mesh.another_gateway("gateway-21", {"GATEWAY_MODEL_SERVERS": json.dumps(targets)})
+    gw, url = mesh.another_gateway(
+        "gateway-21",
+        {"GATEWAY_MODEL_SERVERS": json.dumps(targets), "GATEWAY_TASKS_TARGET": tasks_target},
+    )
     try:
         yield url
     finally:
@@ -171,14 +193,46 @@ def test_models_lists_qwen_image_21_ready_by_its_own_server(gateway: str, mesh: 
     assert "qwen-image-2.1" in response.json()["error"]["message"]
 
 
-def test_a_task_for_qwen_image_21_is_refused_rather_than_served_by_1x(gateway: str) -> None:
-    response = httpx.post(
-        f"{gateway}/api/v1/tasks",
-        json={"model": "qwen-image-2.1", "parameters": {"prompt": "a lighthouse"}},
-        timeout=30,
+@pytest.mark.parametrize("model", ["qwen-image-2.1", "qwen-image-2.1-turbo"])
+def test_a_task_runs_on_the_models_own_server_and_keeps_its_png(gateway: str, model: str) -> None:
+    """The task's PNG, read back from the bucket behind its link, is of the asked size: a 1.x
+    server (or a 2.1 one refusing the size) would not answer 96x64 from this tasks service."""
+    answer = httpx.post(
+        f"{gateway}/api/v1/tasks/",
+        json={
+            "model": model,
+            "parameters": {"prompt": "a lighthouse", "size": "96*64", "seed": 5},
+            "is_async": False,
+        },
+        timeout=180,
     )
-    assert response.status_code == 400, response.text
-    assert "qwen-image-2.1" in response.json()["error"]["message"]
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert results["status"] == "completed", results
+    stored = httpx.get(results["result"]["images"][0]["url"], timeout=30)
+    assert stored.status_code == 200
+    assert stored.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(stored.content))
+    assert (image.format, image.size) == ("PNG", (96, 64))
+
+
+def test_a_task_for_a_server_the_tasks_service_lacks_is_refused_naming_it(mesh: Mesh) -> None:
+    """The session's tasks service has no TASKS_MODEL_SERVERS: a 2.1 task is refused at create
+    (never queued, never run by the default 1.x server)."""
+    with grpc.insecure_channel(mesh.targets["tasks"]) as channel:
+        stub = tasks_pb2_grpc.TasksStub(channel)
+        spec = tasks_pb2.TaskSpec(
+            model="qwen-image-2.1",
+            backend=tasks_pb2.TASK_BACKEND_QWEN_IMAGE,
+            prompt="a lighthouse",
+            n=1,
+            server="qwen-image-2.1",
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.CreateTask(tasks_pb2.CreateTaskRequest(spec=spec), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "'qwen-image-2.1'" in refused.value.details()
+    assert "TASKS_MODEL_SERVERS" in refused.value.details()
 
 
 def test_turbo_generates_with_its_own_few_steps(gateway: str) -> None:

@@ -3,7 +3,8 @@
 `prepare` checks a task with the gateway's catalogue and size rules, so an unknown model (404,
 listing the task models) or a bad parameter (400, naming `parameters.<field>`) is refused before
 anything is queued, and answers the `CreateTaskRequest` the tasks service queues: the model, its
-backend (the local Qwen-Image server or the providers service) and the normalised knobs.
+backend (the local Qwen-Image server or the providers service; a catalogue entry's `server`, such
+as Qwen-Image 2.1's, goes in `TaskSpec.server`) and the normalised knobs.
 
 Parameters are seed 001's (DashScope's knobs beside the prompt): `prompt`, `negative_prompt`,
 `size` (`1024*1024`), `width`/`height`, `aspect_ratio`, `n`, `seed`, `num_inference_steps`,
@@ -88,13 +89,6 @@ class TaskPreparer:
                 "(GET /v1/models lists all)",
                 "model",
             )
-        if entry.server:
-            # The tasks service reaches the default qwen_image deployment only (TASKS_*_TARGET).
-            raise invalid(
-                f"model {model!r} is not served as a task yet: use POST /v1/images/generations "
-                f"or /v1/images/edits; models for tasks: {', '.join(self.models())}",
-                "model",
-            )
         if not _task_model(entry):
             raise invalid(
                 f"model {model!r} edits images you upload: use POST /v1/images/edits; models for "
@@ -152,6 +146,9 @@ class TaskPreparer:
             num_inference_steps=steps,
             prompt_extend=self._settings.prompt_extend_default if extend is None else extend,
             watermark=bool(knobs.watermark),
+            # Another deployment of the local server (Qwen-Image 2.1): the tasks service's
+            # TASKS_MODEL_SERVERS names where it runs.
+            server=entry.server,
         )
         if true_cfg is not None:
             spec.true_cfg_scale = true_cfg
@@ -191,8 +188,6 @@ def _callback(request: TaskRequest) -> tuple[TaskRequest, str]:
 
 
 def _task_model(entry: Entry) -> bool:
-    if entry.server:
-        return False
     return "image" in entry.kinds or (not entry.local and "edit" in entry.kinds)
 
 
