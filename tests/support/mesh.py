@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.controlnets import ensure_tiny_controlnets
 from tests.support.ports import free_port
 from tests.support.processes import ServiceProcess, grpc_serving
 from tests.support.tiny_models import lora_folder
@@ -131,6 +132,8 @@ def start_mesh(
             "QWEN_IMAGE_LISTEN": targets["qwen_image"],
             "QWEN_IMAGE_METRICS_LISTEN": f"127.0.0.1:{mesh.metrics_ports['qwen_image']}",
             **{f"QWEN_IMAGE_{k}": v for k, v in model_limits.items()},
+            # The tiny ControlNets (test_gateway_controlnet.py): two control, one inpainting.
+            "QWEN_IMAGE_CONTROLNET_LOCATION": ",".join(ensure_tiny_controlnets()),
         },
         "qwen_edit": {
             "QWEN_IMAGE_EDIT_LISTEN": targets["qwen_edit"],
