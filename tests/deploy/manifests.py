@@ -1,7 +1,9 @@
 """Rendering deploy/ with the pinned kubectl (kustomize inside) and walking what it renders.
 
 Every folder under deploy/ with a `Kustomization` (base, overlays, examples) is a *build*; the
-`Component` folders are rendered through the examples that use them. Helpers here are plain
+`Component` folders are rendered through the examples and overlays that use them, and the model
+servers' folders (deploy/servers: a Deployment and its Service, reused by base and the families)
+through base and the family components. Helpers here are plain
 functions over the rendered objects (dicts), so each test reads as the check a reviewer makes.
 """
 
@@ -45,6 +47,15 @@ METRICS_PORTS = {
     "tasks": 9155,
 }
 MODEL_SERVERS = ("qwen-image", "qwen-edit")
+# The opt-in families (deploy/components, label imagemesh.dev/family): Deployment -> the catalogue
+# `server` it serves and the server it runs (its container's name, a SERVICES key).
+FAMILIES = {
+    "qwen-image-21": ("qwen-image-2.1", "qwen-image"),
+    "qwen-image-21-turbo": ("qwen-image-2.1-turbo", "qwen-image"),
+    "qwen-edit-layered": ("qwen-image-layered", "qwen-edit"),
+}
+FAMILY_LABEL = "imagemesh.dev/family"
+SERVER_PARTS = "servers"
 GPU = "nvidia.com/gpu"
 
 
@@ -61,6 +72,8 @@ def builds() -> list[str]:
     """Folders (relative to deploy/) holding a Kustomization, i.e. something `apply -k` takes."""
     found = []
     for path in sorted(DEPLOY.rglob("kustomization.yaml")):
+        if path.relative_to(DEPLOY).parts[0] == SERVER_PARTS:
+            continue  # one server's objects, never applied on their own
         if yaml.safe_load(path.read_text()).get("kind", "Kustomization") == "Kustomization":
             found.append(path.parent.relative_to(DEPLOY).as_posix())
     return found

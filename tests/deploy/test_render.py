@@ -17,7 +17,13 @@ from tests.deploy.crds import custom_errors, is_custom
 from tests.deploy.manifests import DEPLOY, Obj, builds, ident, load_file, render
 
 KUBERNETES = kubernetes_validate.latest_version()
-EXPECTED_BUILDS = {"base", "overlays/cpu", "overlays/gpu"}
+EXPECTED_BUILDS = {
+    "base",
+    "overlays/cpu",
+    "overlays/gpu",
+    "overlays/cpu-families",
+    "overlays/gpu-families",
+}
 # Manifests applied on their own with `kubectl apply -f`, outside any kustomization.
 STANDALONE = sorted((DEPLOY / "jobs").glob("*.yaml"))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.deploy.manifests import (
+    FAMILIES,
     GPU,
     GRPC_PORTS,
     MODEL_SERVERS,
@@ -155,6 +156,12 @@ def test_gpu_model_servers_load_real_weights_and_cpu_ones_the_tiny_default(
             if "gpu" in build:
                 assert value, f"{build}: {name} has no {location[name]}"
                 assert image.endswith("-cuda"), f"{build}: {name} runs {image}"
+            elif container.workload["metadata"]["name"] in FAMILIES:
+                # A family's tiny pipeline, baked into the -cpu image beside the defaults.
+                assert value and value.startswith("/app/models/") and value.endswith("-tiny"), (
+                    f"{build}: {container.where} loads {value}"
+                )
+                assert image.endswith("-cpu"), f"{build}: {name} runs {image}"
             else:
                 # The -cpu image has the tiny pipelines where the settings look by default.
                 assert value is None, f"{build}: {name} sets {location[name]}={value}"
