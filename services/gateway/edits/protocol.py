@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
+from services.gateway.control_fields import ControlKnobs, ControlSpec, control_spec
 from services.gateway.errors import invalid
 from services.gateway.knobs import ImageKnobs, StreamKnobs, stream_format
 from services.gateway.lora_field import LoraChoice
@@ -22,7 +23,7 @@ from services.gateway.validation import parse
 MAX_INPUT_IMAGES = 16
 
 
-class EditKnobs(ImageKnobs, StreamKnobs):
+class EditKnobs(ImageKnobs, StreamKnobs, ControlKnobs):
     """What both edit forms share: every knob of generations, streaming included, and the
     img2img / inpainting `strength` of the local models."""
 
@@ -101,6 +102,7 @@ class EditSpec:
     output: OutputOptions = field(default_factory=OutputOptions)
     shape: str = "openai"  # edits are always OpenAI-shaped (seed 003's defaults apply)
     strength: float | None = None  # local img2img / inpainting; None: the model server's default
+    control: ControlSpec = field(default_factory=ControlSpec)  # ControlNet inputs (qwen-image)
 
 
 def _spec(
@@ -147,6 +149,7 @@ def _spec(
         loras=request.lora or [],
         output=options_from(request),
         strength=request.strength,
+        control=control_spec(request),
     )
 
 

@@ -17,6 +17,7 @@ from imagemesh.v1 import common_pb2, providers_pb2, qwen_edit_pb2, qwen_image_pb
 
 from services.gateway.catalog import Catalog, Entry
 from services.gateway.clients import Backends
+from services.gateway.control_fields import check_controls, fetch_controls, set_controls
 from services.gateway.delivery import Delivery
 from services.gateway.edits.masks import check_mask_size
 from services.gateway.edits.protocol import EditSpec
@@ -55,6 +56,7 @@ class ImageEditService:
         check_count(spec.n, entry)
         check_loras(spec.loras, entry)
         check_applies(spec.output, entry)
+        check_controls(spec.control, entry)
         if entry.local:
             require_multiple_of_16(spec.width, spec.height, entry.name)
         elif spec.strength is not None:
@@ -78,6 +80,7 @@ class ImageEditService:
         images, mask = loaded[: len(spec.images)], loaded[len(spec.images)] if spec.mask else None
         if mask is not None:
             check_mask_size(images[0], mask, spec.images[0].param)
+        await fetch_controls(spec.control, self._sources)
         return entry, images, mask
 
     async def edit(self, spec: EditSpec) -> Outcome:
@@ -173,6 +176,7 @@ class ImageEditService:
         if spec.strength is not None:
             request.strength = spec.strength
         set_sampling(request, spec)
+        set_controls(request, spec.control)
         return request
 
     @staticmethod

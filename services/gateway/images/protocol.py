@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.gateway.control_fields import ControlKnobs, ControlSpec, control_spec
 from services.gateway.envelope import success
 from services.gateway.errors import invalid
 from services.gateway.knobs import ImageKnobs, StreamKnobs, stream_format
@@ -24,7 +25,7 @@ from services.gateway.sizes import resolve_size
 from services.gateway.usage import openai_fields, openai_usage
 
 
-class OpenAIImageRequest(ImageKnobs, StreamKnobs):
+class OpenAIImageRequest(ImageKnobs, StreamKnobs, ControlKnobs):
     """OpenAI's images API plus the Qwen knobs of seed 003."""
 
     model: str | None = Field(default=None, examples=["qwen-image"])
@@ -58,7 +59,7 @@ class DashScopeInput(BaseModel):
         return self
 
 
-class DashScopeParameters(ImageKnobs):
+class DashScopeParameters(ImageKnobs, ControlKnobs):
     n: int = Field(default=1, ge=1, le=10)
 
 
@@ -114,6 +115,7 @@ class GenerationSpec:
     loras: list[LoraChoice] = field(default_factory=list)  # the request's `lora`
     output: OutputOptions = field(default_factory=OutputOptions)
     shape: str = "openai"  # or "dashscope": which defaults a local model gets (openai_defaults)
+    control: ControlSpec = field(default_factory=ControlSpec)  # ControlNet inputs (qwen-image)
 
 
 def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> GenerationSpec:
@@ -137,6 +139,7 @@ def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> Gen
         param_prefix=prefix,
         loras=knobs.lora or [],
         output=options_from(knobs),
+        control=control_spec(knobs),
     )
 
 

@@ -20,6 +20,7 @@ from imagemesh.v1 import common_pb2, providers_pb2, qwen_image_pb2
 
 from services.gateway.catalog import Catalog, Entry
 from services.gateway.clients import Backends
+from services.gateway.control_fields import check_controls, fetch_controls, set_controls
 from services.gateway.delivery import Delivery
 from services.gateway.errors import ApiError
 from services.gateway.images.protocol import GenerationSpec
@@ -31,6 +32,7 @@ from services.gateway.output_options import check_applies, hosted_extra
 from services.gateway.sampling_fields import set_sampling
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16
+from services.gateway.sources import ImageSources
 from services.gateway.streaming import DoneEvent, StreamEvent, relay
 
 log = logging.getLogger("imagemesh.gateway.images")
@@ -43,17 +45,20 @@ class ImageGenerationService:
         catalog: Catalog,
         backends: Backends,
         delivery: Delivery,
+        sources: ImageSources | None = None,  # fetches control_image pictures
     ) -> None:
         self._settings = settings
         self._catalog = catalog
         self._backends = backends
         self._delivery = delivery
+        self._sources = sources
 
     def _entry(self, spec: GenerationSpec) -> Entry:
         entry = self._catalog.resolve(spec.model, "image")
         check_count(spec.n, entry, spec.param_prefix)
         check_loras(spec.loras, entry, spec.param_prefix)
         check_applies(spec.output, entry, spec.param_prefix)
+        check_controls(spec.control, entry, spec.param_prefix)
         if entry.local:
             require_multiple_of_16(spec.width, spec.height, entry.name, spec.param_prefix)
         return entry
@@ -66,6 +71,7 @@ class ImageGenerationService:
         usage: common_pb2.Usage | None = None
         if entry.local:
             spec = fill(spec, entry, self._settings)
+            await fetch_controls(spec.control, self._sources, spec.param_prefix)
             revised = await self._extend(spec)
             start = time.perf_counter()
             result = await self._backends.unary(
@@ -102,6 +108,7 @@ class ImageGenerationService:
             yield DoneEvent(await self.generate(spec))
             return
         spec = fill(spec, entry, self._settings)
+        await fetch_controls(spec.control, self._sources, spec.param_prefix)
         revised = await self._extend(spec)
         request = self._local_request(spec, revised or spec.prompt)
         request.partial_images = spec.partial_images
@@ -156,6 +163,7 @@ class ImageGenerationService:
             num_images=spec.n,
         )
         set_sampling(request, spec)
+        set_controls(request, spec.control)
         return request
 
     def _hosted_request(

@@ -4,8 +4,9 @@ A local model is ready when its server's gRPC health answers SERVING; a hosted o
 providers service lists it as ready (its key configured). Each item carries both the seed-004
 fields (`model`, `url`: where to call it) and OpenAI's (`id`, `object`, `owned_by`, `created`); a
 local model also what its server describes: the acceleration switches (`acceleration`: cache,
-compile, quantize) and its LoRA adapters (`loras`: `[{"name", "available", "loaded"}]`, `reason`
-when unavailable, and `max_loras_per_request`).
+compile, quantize), its LoRA adapters (`loras`: `[{"name", "available", "loaded"}]`, `reason`
+when unavailable, and `max_loras_per_request`) and its ControlNets (`controlnets`:
+`[{"name", "kind"}]`, kind "control" or "inpainting"; what a `control_image` item may name).
 
 Per-model lists are the pattern for what a model can be given by name (LoRA adapters now;
 switches, families, ControlNets later): a key under the model, a list of `{"name": ..., ...}`.
@@ -78,6 +79,7 @@ class ModelListService:
                 item["acceleration"] = acceleration(info)
                 item["loras"] = loras(info)
                 item["max_loras_per_request"] = info.max_loras_per_request
+                item["controlnets"] = controlnets(info)
             data.append(item)
         return {"object": "list", "project": self._settings.project, "data": data}
 
@@ -87,6 +89,12 @@ def acceleration(info: common_pb2.ModelServerInfo) -> dict[str, str]:
     if info.cache_config:
         switches["cache_config"] = info.cache_config
     return switches
+
+
+def controlnets(info: common_pb2.ModelServerInfo) -> list[dict[str, str]]:
+    """The server's ControlNets (its CONTROLNET_LOCATION, in that order); where each was loaded
+    from stays inside the mesh."""
+    return [{"name": net.name, "kind": net.kind} for net in info.controlnets]
 
 
 def loras(info: common_pb2.ModelServerInfo) -> list[dict[str, Any]]:
