@@ -15,8 +15,13 @@ see `shared/notes/models.md`), and a checkpoint that fixes its own sigmas (`samp
 length is its step count) keeps them unless the request asks for another step count, which then
 gets the pipeline's own evenly spaced grid of that many sigmas.
 
+What the server core does around a call holds for 2.1 as for 1.x: `QwenImage21Pipeline` takes
+`callback_on_step_end` (progress, previews decoded as its own last lines decode, and a cancel that
+stops the run at the next step) and is a `QwenImageLoraLoaderMixin` (LoRA adapters per call).
+
 2.1 Turbo (`Turbo21Pipeline`) is the modular `QwenImage21TurboModularPipeline` over the same
-components: its own few steps by default, no guidance, and no step callback (see its class).
+components: its own few steps by default, no guidance, LoRA as for 2.1 (the modular pipeline is a
+`QwenImageLoraLoaderMixin` too), and no step callback (see its class).
 """
 
 from __future__ import annotations
