@@ -19,11 +19,12 @@ its loaded ones) and what its pipelines take (no img2img).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from imagemesh.v1 import common_pb2
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.gateway.catalog import Entry
 from services.gateway.errors import invalid
@@ -92,15 +93,15 @@ ControlImageField = Annotated[
         examples=["https://example.com/edges.png"],
     ),
 ]
-Scale = Annotated[float, Field(ge=0, le=10)]
+MAX_SCALE = 10.0
 
 
 class ControlKnobs(BaseModel):
     """The ControlNet fields, as generations (top level or DashScope `parameters`) and edits
-    take them."""
+    take them; how they fit together is checked by `control_spec`, which names the field."""
 
     control_image: ControlImageField = None
-    controlnet_conditioning_scale: Scale | list[Scale] | None = Field(
+    controlnet_conditioning_scale: float | list[float] | None = Field(
         default=None, description="0..10 (unset: 1): one for every picture, or one per picture"
     )
     control_guidance_start: float | None = Field(
@@ -109,27 +110,6 @@ class ControlKnobs(BaseModel):
     control_guidance_end: float | None = Field(
         default=None, ge=0, le=1, description="share of the steps it stops at (1)"
     )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ControlKnobs:
-        images = self.control_image or []
-        if not images:
-            for name in CONTROL_FIELDS[1:]:
-                if getattr(self, name) is not None:
-                    raise ValueError(f"{name} applies to control_image; send control_image too")
-        start, end = self.control_guidance_start, self.control_guidance_end
-        if (0.0 if start is None else start) >= (1.0 if end is None else end):
-            raise ValueError(
-                f"control_guidance_start ({start if start is not None else 0}) must be below "
-                f"control_guidance_end ({end if end is not None else 1})"
-            )
-        scales = self.controlnet_conditioning_scale
-        if isinstance(scales, list) and len(scales) != len(images):
-            raise ValueError(
-                f"controlnet_conditioning_scale has {len(scales)} values for {len(images)} "
-                "control_image pictures; send one number, or one per picture"
-            )
-        return self
 
 
 @dataclass
@@ -146,15 +126,40 @@ class ControlSpec:
         return bool(self.images)
 
 
-def control_spec(knobs: object) -> ControlSpec:
-    """The control fields of a request's knobs (none when its shape has none)."""
-    if not isinstance(knobs, ControlKnobs) or not knobs.control_image:
+def control_spec(knobs: object, prefix: str = "") -> ControlSpec:
+    """The control fields of a request's knobs (none when its shape has none), or a 400 naming
+    the field (`prefix`: where the knobs sit, "parameters." for DashScope)."""
+    if not isinstance(knobs, ControlKnobs):
         return ControlSpec()
-    scales = knobs.controlnet_conditioning_scale
-    images = list(knobs.control_image)
-    if scales is not None and not isinstance(scales, list):
-        scales = [scales] * len(images)
-    return ControlSpec(images, scales, knobs.control_guidance_start, knobs.control_guidance_end)
+    images = list(knobs.control_image or [])
+    if not images:
+        for name in CONTROL_FIELDS[1:]:
+            if getattr(knobs, name) is not None:
+                raise invalid(
+                    f"{prefix}{name} applies to control_image; send {prefix}control_image too",
+                    f"{prefix}{name}",
+                )
+        return ControlSpec()
+    start, end = knobs.control_guidance_start, knobs.control_guidance_end
+    if (0.0 if start is None else start) >= (1.0 if end is None else end):
+        raise invalid(
+            f"{prefix}control_guidance_start ({0 if start is None else start:g}) must be below "
+            f"{prefix}control_guidance_end ({1 if end is None else end:g})",
+            f"{prefix}control_guidance_start",
+        )
+    given = knobs.controlnet_conditioning_scale
+    scales = None if given is None else given if isinstance(given, list) else [given] * len(images)
+    name = f"{prefix}controlnet_conditioning_scale"
+    if scales is not None and len(scales) != len(images):
+        raise invalid(
+            f"{name} has {len(scales)} values for {len(images)} control_image pictures; "
+            "send one number, or one per picture",
+            name,
+        )
+    for scale in scales or []:
+        if not (math.isfinite(scale) and 0 <= scale <= MAX_SCALE):
+            raise invalid(f"{name} must be within 0..{MAX_SCALE:g} (got {scale:g})", name)
+    return ControlSpec(images, scales, start, end)
 
 
 def check_controls(control: ControlSpec, entry: Entry, prefix: str = "") -> None:

@@ -139,7 +139,7 @@ def _spec(model: str | None, prompt: str, knobs: ImageKnobs, prefix: str) -> Gen
         param_prefix=prefix,
         loras=knobs.lora or [],
         output=options_from(knobs),
-        control=control_spec(knobs),
+        control=control_spec(knobs, prefix),
     )
 
 
