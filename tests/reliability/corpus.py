@@ -290,6 +290,57 @@ GENERATIONS = [
         {**DS_OK, "parameters": {**DS_OK["parameters"], "n": 0}},
         "parameters.n must be >= 1 (got 0)",
     ),
+    # ControlNet fields (services/gateway/control_fields.py; the names by the model server).
+    _gen(
+        "control-start-after-end",
+        {
+            **OK,
+            "control_image": png_data_url(64, 64),
+            "control_guidance_start": 0.8,
+            "control_guidance_end": 0.2,
+        },
+        "control_guidance_start (0.8) must be below control_guidance_end (0.2)",
+    ),
+    _gen(
+        "control-end-above-one",
+        {**OK, "control_image": png_data_url(64, 64), "control_guidance_end": 1.5},
+        "control_guidance_end must be <= 1",
+    ),
+    _gen(
+        "control-scale-negative",
+        {**OK, "control_image": png_data_url(64, 64), "controlnet_conditioning_scale": -1},
+        "controlnet_conditioning_scale must be within 0..10 (got -1)",
+    ),
+    _gen(
+        "control-scales-count",
+        {**OK, "control_image": [png_data_url(64, 64)] * 2, "controlnet_conditioning_scale": [1]},
+        "controlnet_conditioning_scale has 1 values for 2 control_image pictures",
+    ),
+    _gen(
+        "control-scale-alone",
+        {**OK, "controlnet_conditioning_scale": 0.5},
+        "controlnet_conditioning_scale applies to control_image; send control_image too",
+    ),
+    _gen(
+        "control-unknown-controlnet",
+        {**OK, "control_image": {"image": png_data_url(64, 64), "controlnet": "nope"}},
+        "unknown ControlNet 'nope'; qwen-image-tiny has qwen-image-controlnet-tiny (control)",
+    ),
+    _gen(
+        "control-not-an-image",
+        {**OK, "control_image": NOT_AN_IMAGE},
+        "control_image: the bytes are not a readable image; send a PNG, JPEG or WebP image",
+    ),
+    _gen(
+        "control-hosted",
+        {**OK, "model": "gpt-image-1", "control_image": png_data_url(64, 64)},
+        "control_image: gpt-image-1 takes no ControlNet inputs",
+    ),
+    _gen(
+        "ds-control-end-alone",
+        {**DS_OK, "parameters": {**DS_OK["parameters"], "control_guidance_end": 0.5}},
+        "parameters.control_guidance_end applies to control_image",
+    ),
 ]
 
 
@@ -387,6 +438,21 @@ EDIT_JSON = [
         mask=png_data_url(32, 16),
     ),
     _edit("too-many-images", [NOT_AN_IMAGE] * 40, "at most 16 images per edit (got 40)"),
+    _edit(
+        "control-on-edit-model",
+        png_data_url(64, 64),
+        "control_image: qwen-image-edit takes no ControlNet inputs (diffusers 0.42 has no "
+        "ControlNet edit pipeline)",
+        model="qwen-image-edit",
+        control_image=png_data_url(64, 64),
+    ),
+    _edit(
+        "control-img2img",
+        png_data_url(64, 64),
+        "diffusers 0.42 has no ControlNet img2img pipeline",
+        model="qwen-image",
+        control_image=png_data_url(64, 64),
+    ),
     _edit("n-zero", NOT_AN_IMAGE, "n must be >= 1 (got 0)", n=0),
     _edit("size-bad", NOT_AN_IMAGE, f"{SIZE_FORM} (got 'huge')", size="huge"),
 ]
