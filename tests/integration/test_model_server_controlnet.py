@@ -4,7 +4,7 @@ loaded once from QWEN_IMAGE_CONTROLNET_LOCATION.
 
 What a caller sees: a control picture changes the picture for the same seed (and the same request
 gives the same bytes again), several pictures through one ControlNet differ from one, a masked
-edit runs the ControlNet inpainting pipeline at the image's size, previews and LoRA work with a
+edit runs the ControlNet inpainting pipeline at the image's size, previews, cancel and LoRA work with a
 control, Describe lists the ControlNets, bad control inputs are refused naming the field, and the
 edit server refuses control inputs naming its model.
 """
@@ -42,6 +42,7 @@ from tests.support.controlnets import (
     stripes,
 )
 from tests.support.inpainting import left_half_grey_mask, png, sample_image
+from tests.support.step_gate import StepGate
 from tests.support.tiny_models import (
     TINY_EDIT_DIR,
     TINY_IMAGE_DIR,
@@ -53,7 +54,12 @@ SHAPE: dict[str, Any] = {"width": 64, "height": 64, "num_inference_steps": 2}
 
 
 @pytest.fixture(scope="module")
-async def server() -> AsyncIterator[ModelService]:
+def gate() -> StepGate:
+    return StepGate()
+
+
+@pytest.fixture(scope="module")
+async def server(gate: StepGate) -> AsyncIterator[ModelService]:
     ensure_tiny_models()
     settings = QwenImageSettings(
         listen="127.0.0.1:0",
@@ -63,8 +69,9 @@ async def server() -> AsyncIterator[ModelService]:
         lora_dir=str(ensure_tiny_loras()),
         shutdown_grace_seconds=1,
     )
-    service = await start(settings)
+    service = await start(settings, step_hook=gate)
     yield service
+    gate.release()
     await service.close(0)
 
 
@@ -169,6 +176,24 @@ async def test_previews_and_lora_work_with_a_control(stub) -> None:  # type: ign
     )
     assert moved(pixels(with_lora), controlled) > 0.2  # tiny-a moves the picture a little
     assert np.array_equal(pixels(await stub.Generate(request(control(stripes())))), controlled)
+
+
+async def test_a_controlnet_call_stops_at_the_next_step_when_its_caller_goes(
+    stub,  # type: ignore[no-untyped-def]
+    gate: StepGate,
+) -> None:
+    gate.arm()
+    call = stub.GenerateStream(
+        request(control(stripes()), num_inference_steps=50, partial_images=3), timeout=2
+    )
+    job = await gate.wait_held()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in call:
+            pass
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert (await stub.Generate(request(control(stripes())))).images  # the pipeline is free
+    assert job.cancelled.is_set()
+    assert gate.steps_of(job) == [1]
 
 
 async def test_describe_lists_the_controlnets(channel: grpc.aio.Channel) -> None:
