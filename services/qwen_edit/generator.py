@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -27,6 +28,8 @@ from services.modelserver.inpainting import (
     steps_run,
 )
 from services.modelserver.limits import Sampling, check_size
+from services.qwen_edit import layered
+from services.qwen_edit.layered import LayeredKnobs
 from services.qwen_edit.pipeline import EditJob, EditPipeline, condition_size, default_size
 from services.qwen_edit.settings import QwenEditSettings
 
@@ -40,16 +43,24 @@ class EditSpec(SamplingSpec):
     images: list[ImageSource] = field(default_factory=list)
     mask: ImageSource | None = None  # applies to images[0]
     strength: float | None = None  # with a mask only
+    layered: LayeredKnobs = LayeredKnobs()  # a Layered checkpoint's fields (`layered.py`)
 
 
 class EditGenerator(ModelGenerator[QwenEditSettings, EditSpec, EditJob]):
     name = "qwen_edit"
     pipeline_type = EditPipeline
 
-    async def prepare(self, spec: EditSpec) -> EditJob:
+    async def load(self) -> None:
+        # The checkpoint's class picks the pipeline: an edit one, or Layered's (`layered.py`).
+        self.pipeline = await asyncio.to_thread(layered.load_family, self.settings)
+
+    async def prepare(self, spec: EditSpec) -> EditJob | layered.LayeredJob:  # type: ignore[override]
         """The job for a request, or `InvalidArgument` naming what to fix."""
         pipeline = self.ready()
+        if isinstance(pipeline, layered.LayeredPipeline):
+            return await self._layered(spec)
         assert isinstance(pipeline, EditPipeline)
+        layered.refuse_on_edit_server(spec.layered, pipeline.loaded.class_name)
         sampling = self.sampling(spec)
         if spec.mask is None and spec.strength is not None:
             raise InvalidArgument(
@@ -105,6 +116,28 @@ class EditGenerator(ModelGenerator[QwenEditSettings, EditSpec, EditJob]):
         run = dataclasses.replace(sampling, steps=steps_run(sampling.steps, strength))
         return EditJob(run, width, height, images, mask, strength, sampling.steps, resize_to=wanted)
 
+    async def _layered(self, spec: EditSpec) -> layered.LayeredJob:
+        """A Layered job: its own knobs checked, images[0] read with its alpha."""
+        # An empty prompt is Layered's "caption the image": checked as any text, run as "".
+        sampling = self.sampling(dataclasses.replace(spec, prompt=spec.prompt or "caption"))
+        sampling = dataclasses.replace(sampling, prompt=spec.prompt)
+        count, resolution = layered.check_layered(
+            self.settings,
+            sampling,
+            spec.layered,
+            images=len(spec.images),
+            mask=spec.mask is not None,
+            strength=spec.strength,
+            guidance_scale=spec.guidance_scale,
+        )
+        if bool(spec.width) != bool(spec.height):
+            raise InvalidArgument("width and height: give both, or neither (the pipeline's size)")
+        (image,) = await asyncio.to_thread(self._decode_all, spec.images, "RGBA")
+        size = (spec.width, spec.height) if spec.width else None
+        return layered.layered_job(
+            self.settings, sampling, spec.layered, image, count, resolution, size
+        )
+
     def _decode_mask(self, source: ImageSource, image: Image.Image) -> Image.Image:
         if isinstance(source, str):
             raise InvalidArgument(
@@ -115,7 +148,7 @@ class EditGenerator(ModelGenerator[QwenEditSettings, EditSpec, EditJob]):
         check_mask_size(mask, image, "images[0]")
         return mask
 
-    def _decode_all(self, sources: list[ImageSource]) -> list[Image.Image]:
+    def _decode_all(self, sources: list[ImageSource], mode: str = "RGB") -> list[Image.Image]:
         decoded = []
         for index, source in enumerate(sources):
             name = f"images[{index}]"
@@ -124,5 +157,9 @@ class EditGenerator(ModelGenerator[QwenEditSettings, EditSpec, EditJob]):
                     f"{name}: model servers take image bytes, not URLs; fetch it first "
                     "(the gateway and Storage.Fetch do)"
                 )
-            decoded.append(decode_image(source, name, self.settings.max_input_pixels))
+            image = decode_image(source, name, self.settings.max_input_pixels)
+            if mode != image.mode:  # decode_image gives RGB; Layered keeps the alpha
+                with Image.open(io.BytesIO(source)) as full:
+                    image = full.convert(mode)
+            decoded.append(image)
         return decoded

@@ -6,6 +6,7 @@ from imagemesh.v1 import common_pb2, qwen_edit_pb2, qwen_edit_pb2_grpc
 
 from services.modelserver.servicing import Calls, sampling_fields
 from services.qwen_edit.generator import EditSpec, ImageSource
+from services.qwen_edit.layered import LAYERED_FIELDS, LayeredKnobs
 
 SERVICE_NAME = qwen_edit_pb2.DESCRIPTOR.services_by_name["ImageEditing"].full_name
 
@@ -20,6 +21,12 @@ def spec_from(request: qwen_edit_pb2.EditRequest) -> EditSpec:
         images=[_source(image) for image in request.images],
         mask=_source(request.mask) if request.HasField("mask") else None,
         strength=request.strength if request.HasField("strength") else None,
+        layered=LayeredKnobs(
+            **{
+                name: getattr(request, name) if request.HasField(name) else None
+                for name in LAYERED_FIELDS
+            }
+        ),
     )
 
 

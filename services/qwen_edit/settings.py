@@ -21,3 +21,6 @@ class QwenEditSettings(ModelServerSettings):
     max_input_images: int = Field(default=3, ge=1)
     # An input image that decodes to more pixels than this is refused before any work.
     max_input_pixels: int = Field(default=4096 * 4096, ge=1)
+    # Layers one request may ask of a Layered checkpoint (QwenImageLayeredPipeline): each adds a
+    # frame of latents to every step and one VAE decode (`services/qwen_edit/layered.py`).
+    max_layers: int = Field(default=8, ge=1)
