@@ -9,6 +9,7 @@ own health: gRPC SERVING, or the gateway's /healthz). A test may stop and restar
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.modelserver.settings import MODELS_DIR
+from services.tinymodels import layered
 from tests.support.controlnets import ensure_tiny_controlnets
 from tests.support.ports import free_port
 from tests.support.processes import ServiceProcess, grpc_serving
@@ -98,7 +101,15 @@ class Mesh:
         return process.start(), url
 
     def stop(self) -> None:
-        for name in ("gateway", "tasks", "qwen_image", "qwen_edit", "providers", "storage"):
+        for name in (
+            "gateway",
+            "tasks",
+            "qwen_image",
+            "qwen_edit",
+            "layered",
+            "providers",
+            "storage",
+        ):
             if name in self.processes:
                 self.processes[name].stop()
 
@@ -114,8 +125,10 @@ def start_mesh(
     extra_env = extra_env or {}
     targets = {
         name: f"127.0.0.1:{free_port()}"
-        for name in ("storage", "qwen_image", "qwen_edit", "providers", "tasks")
+        for name in ("storage", "qwen_image", "qwen_edit", "layered", "providers", "tasks")
     }
+    # qwen-image-layered: a qwen_edit server of its own on the tiny Layered pipeline.
+    layered.build(MODELS_DIR)
     mesh = Mesh(s3_endpoint=s3_endpoint, targets=targets, gateway_port=free_port())
     mesh.metrics_ports = {"qwen_image": free_port(), "qwen_edit": free_port()}
     # Both model servers read the tiny LoRA adapters and one broken file (test_gateway_lora.py).
@@ -138,6 +151,12 @@ def start_mesh(
         "qwen_edit": {
             "QWEN_IMAGE_EDIT_LISTEN": targets["qwen_edit"],
             "QWEN_IMAGE_EDIT_METRICS_LISTEN": f"127.0.0.1:{mesh.metrics_ports['qwen_edit']}",
+            **{f"QWEN_IMAGE_EDIT_{k}": v for k, v in model_limits.items()},
+        },
+        "layered": {
+            "QWEN_IMAGE_EDIT_LISTEN": targets["layered"],
+            "QWEN_IMAGE_EDIT_METRICS_LISTEN": "",
+            "QWEN_IMAGE_EDIT_LOCATION": str(MODELS_DIR / layered.FOLDER),
             **{f"QWEN_IMAGE_EDIT_{k}": v for k, v in model_limits.items()},
         },
         # No provider keys: hosted models answer 503 "set ..._API_KEY" (tests may add fakes).
@@ -167,6 +186,7 @@ def start_mesh(
             "GATEWAY_PROVIDERS_TARGET": targets["providers"],
             "GATEWAY_STORAGE_TARGET": targets["storage"],
             "GATEWAY_TASKS_TARGET": targets["tasks"],
+            "GATEWAY_MODEL_SERVERS": json.dumps({"qwen-image-layered": targets["layered"]}),
             "GATEWAY_STORAGE_LINK_PREFIXES": mesh.link_prefix,
             # Tests serve their image URLs from loopback.
             "GATEWAY_FETCH_ALLOW_NETWORKS": "127.0.0.0/8",
@@ -184,6 +204,7 @@ def start_mesh(
         "storage": "services.storage",
         "qwen_image": "services.qwen_image",
         "qwen_edit": "services.qwen_edit",
+        "layered": "services.qwen_edit",
         "providers": "services.providers",
         "tasks": "services.tasks",
         "gateway": "services.gateway",
