@@ -114,12 +114,13 @@ def _stamp_class() -> str:
 
 def build(out: Path, force: bool = False) -> bool:
     """Builds `out/qwen-image-layered-tiny`; returns False when it was already current."""
-    from services.tinymodels.builder import _save_processor_like_the_real_checkpoint
-
     folder = out / FOLDER
     if not force and stamp.is_current(folder, _stamp_class()):
         log.info("%s: up to date", folder)
         return False
+    # Imported only when there is work: torch and diffusers take seconds to import.
+    from services.tinymodels.builder import _save_processor_like_the_real_checkpoint
+
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     partial = out / f".{FOLDER}.partial"
