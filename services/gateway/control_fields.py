@@ -218,3 +218,15 @@ def set_controls(request: Any, control: ControlSpec) -> None:
         request.control_guidance_start = control.start
     if control.end is not None:
         request.control_guidance_end = control.end
+
+
+def refuse_in_task(parameters: dict[str, Any], prefix: str) -> None:
+    """Tasks carry no control inputs yet: a 400 naming the field, rather than a task run without
+    them (a local task drops keys it does not know)."""
+    for name in CONTROL_FIELDS:
+        if name in parameters:
+            raise invalid(
+                f"{prefix}{name}: tasks do not take ControlNet inputs yet; send them to POST "
+                "/v1/images/generations (or a masked /v1/images/edits) with qwen-image",
+                f"{prefix}{name}",
+            )

@@ -635,6 +635,11 @@ TASK_CREATES = [
         "parameters.mask needs the image it applies to: give parameters.image too",
     ),
     _task(
+        "control-image",
+        {**TASK_OK, "parameters": {"prompt": "a", "control_image": png_data_url(64, 64)}},
+        "parameters.control_image: tasks do not take ControlNet inputs yet",
+    ),
+    _task(
         "strength-above-one",
         {**TASK_OK, "parameters": {"prompt": "a", "image": png_data_url(64, 64), "strength": 3}},
         "parameters.strength must be > 0 and <= 1 (got 3)",

@@ -15,6 +15,7 @@ from services.gateway.control_fields import (
     ControlSpec,
     check_controls,
     control_spec,
+    refuse_in_task,
     set_controls,
 )
 from services.gateway.edits.protocol import EditFormFields
@@ -175,3 +176,11 @@ def test_the_fetched_inputs_and_the_window_go_on_the_request() -> None:
     set_controls(request, made)
     assert request.control_guidance_start == pytest.approx(0.1)
     assert not request.HasField("control_guidance_end")
+
+
+def test_tasks_refuse_the_control_fields_naming_them() -> None:
+    refuse_in_task({"prompt": "a cat"}, "parameters.")
+    with pytest.raises(ApiError) as caught:
+        refuse_in_task({"prompt": "a cat", "control_guidance_end": 0.5}, "parameters.")
+    assert caught.value.param == "parameters.control_guidance_end"
+    assert "tasks do not take ControlNet inputs yet" in caught.value.message

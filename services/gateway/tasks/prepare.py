@@ -26,6 +26,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from services.gateway.apierror import ApiError, invalid
 from services.gateway.catalog import Catalog, Entry
+from services.gateway.control_fields import refuse_in_task
 from services.gateway.knobs import ImageKnobs, check_count
 from services.gateway.lora_field import check_loras, lora_refs
 from services.gateway.output_options import (
@@ -121,6 +122,7 @@ class TaskPreparer:
             raise invalid(f"{PREFIX}n must be between 1 and 10 (got {n})", f"{PREFIX}n")
         check_count(n, entry, PREFIX)
         check_loras(knobs.lora or [], entry, PREFIX)
+        refuse_in_task(given, PREFIX)
         output = options_from(knobs)
         check_applies(output, entry, PREFIX)
         width, height = resolve_size(
