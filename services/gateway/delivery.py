@@ -69,7 +69,7 @@ class Delivery:
         if response_format == "url":
             delivered: list[Delivered] = []
             for batch in _batches(images, UPLOAD_BATCH_BYTES):
-                delivered += await asyncio.gather(*(self._upload(i, image) for i, image in batch))
+                delivered += await asyncio.gather(*(self.upload(i, image) for i, image in batch))
             return delivered
         return [
             Delivered(
@@ -81,7 +81,8 @@ class Delivery:
             for image in images
         ]
 
-    async def _upload(self, index: int, image: common_pb2.Image) -> Delivered:
+    async def upload(self, index: int, image: common_pb2.Image) -> Delivered:
+        """One image to the storage service, as the `index`th of its answer: its link."""
         mime = image.mime_type or "image/png"
         rid = requestid.get_request_id()
         # Names as in the seed's links (<request id>-<n>.png); a client's odd request id is not

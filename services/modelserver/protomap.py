@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from imagemesh.v1 import common_pb2
 
 from services.modelserver.images import EncodedImage
@@ -56,6 +58,23 @@ def result_to_proto(output: GenerationOutput) -> common_pb2.GenerationResult:
         model=output.model,
         elapsed_seconds=output.elapsed_seconds,
     )
+
+
+def results_one_by_one(output: GenerationOutput) -> Iterator[common_pb2.GenerationEvent]:
+    """A result as one event per image (a request's `result_per_image`), each image made into a
+    message only when the one before has been sent: the server never holds the batch twice, and
+    the gateway can deliver each image as it arrives."""
+    usage = usage_of(output)
+    for image in output.images:
+        yield common_pb2.GenerationEvent(
+            result=common_pb2.GenerationResult(
+                images=[image_to_proto(image)],
+                usage=usage,
+                model=output.model,
+                elapsed_seconds=output.elapsed_seconds,
+                images_total=len(output.images),
+            )
+        )
 
 
 def event_to_proto(

@@ -19,8 +19,14 @@ from services.modelserver import load
 from services.modelserver.controlnets import name_of
 from services.modelserver.generator import ModelGenerator
 from services.modelserver.loras import LoraRef
-from services.modelserver.protomap import event_to_proto, output_format_name, result_to_proto
+from services.modelserver.protomap import (
+    event_to_proto,
+    output_format_name,
+    result_to_proto,
+    results_one_by_one,
+)
 from services.modelserver.refusals import NotStarted
+from services.modelserver.runner import GenerationOutput
 
 
 def sampling_fields(request: Any) -> dict[str, Any]:
@@ -98,8 +104,13 @@ class Calls:
     ) -> AsyncIterator[common_pb2.GenerationEvent]:
         not_started = False
         try:
+            one_by_one = bool(getattr(request, "result_per_image", False))
             async for event in self._generator.generate_stream(self._spec(request)):
-                yield event_to_proto(event)
+                if one_by_one and isinstance(event, GenerationOutput) and event.images:
+                    for message in results_one_by_one(event):
+                        yield message
+                else:
+                    yield event_to_proto(event)
         except NotStarted:
             not_started = True
             raise

@@ -22,9 +22,8 @@ from services.gateway.edits.serving import ImageEditService
 from services.gateway.errors import invalid
 from services.gateway.images.protocol import OpenAIImagesResponse, openai_answer
 from services.gateway.misspellings import check_names
-from services.gateway.outcome import Outcome
-from services.gateway.piecewise import PiecewiseJSONResponse
 from services.gateway.sse import OPENAPI, respond
+from services.gateway.streamed_json import json_answer
 from services.gateway.validation import parse
 
 router = APIRouter(tags=["images"])
@@ -49,8 +48,8 @@ async def edits(request: Request) -> Response:
         spec = json_spec(parse(EditJsonRequest, body))
     if spec.stream:
         return await respond(request, "image_edit", service.stream(spec))
-    outcome = await unless_disconnected(request, service.edit(spec))
-    return PiecewiseJSONResponse(openai_answer(outcome), headers=_timing(outcome))
+    answer = await unless_disconnected(request, service.answer(spec))
+    return json_answer(answer, openai_answer)
 
 
 async def _form(request: Request) -> Any:
@@ -78,8 +77,3 @@ async def _form(request: Request) -> Any:
 
 async def _part(value: UploadFile | str) -> bytes | str:
     return await value.read() if isinstance(value, UploadFile) else value
-
-
-def _timing(outcome: Outcome) -> dict[str, str]:
-    """Where the time went (Server-Timing: shown by browsers' dev tools, read by bench/)."""
-    return {"Server-Timing": outcome.server_timing()}

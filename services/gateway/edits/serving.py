@@ -1,9 +1,10 @@
 """Image edits: resolve the input images, route by model, call the backend, deliver.
 
 Input images are fetched and checked concurrently (`ImageSources`); the Qwen-Image-Edit server
-gets an ImageEditing.Edit call (with a mask: inpainting), the Qwen-Image server an
-ImageGeneration.Generate call with the one input image (img2img; with a mask: inpainting), hosted
-models Providers.EditImages. Plain class: testable without HTTP. `stream` gives a local model's
+gets an ImageEditing.EditStream call (with a mask: inpainting), the Qwen-Image server an
+ImageGeneration.GenerateStream call with the one input image (img2img; with a mask:
+inpainting), hosted models Providers.EditImages. A local server sends each image as its own
+result message, delivered as it arrives (`arriving.py`). Plain class: testable without HTTP. `stream` gives a local model's
 steps and previews (EditStream / GenerateStream) before the delivered images.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from imagemesh.v1 import common_pb2, providers_pb2, qwen_edit_pb2, qwen_image_pb2
 
+from services.gateway.arriving import ArrivingOutcome, arrivals, deliver_arriving, whole
 from services.gateway.catalog import Catalog, Entry
 from services.gateway.clients import Backends
 from services.gateway.control_fields import check_controls, fetch_controls, set_controls
@@ -84,48 +86,51 @@ class ImageEditService:
         return entry, images, mask
 
     async def edit(self, spec: EditSpec) -> Outcome:
+        """Every image at once (the DashScope tasks route)."""
+        return await whole(await self.answer(spec))
+
+    async def answer(self, spec: EditSpec) -> Outcome | ArrivingOutcome:
+        """The delivered images; a local model's `b64_json` images still arriving (`arriving.py`:
+        the first one is here, so an error before it raised ApiError)."""
         return await self._edit(spec, *await self._inputs(spec))
 
     async def _edit(
         self, spec: EditSpec, entry: Entry, images: list[bytes], mask: bytes | None
-    ) -> Outcome:
+    ) -> Outcome | ArrivingOutcome:
         timings: dict[str, float] = {}
-        usage: common_pb2.Usage | None = None
         start = time.perf_counter()
         if entry.local:
             spec = fill(spec, entry, self._settings, edit=True)
-            call, _, request = self._local(entry, spec, images, mask)
-            result = await self._backends.unary(
+            _, call, request = self._local(entry, spec, images, mask)
+            request.result_per_image = True  # one image per message: never the batch twice
+            messages = self._backends.stream(
                 entry.backend,
                 call,
                 request,
                 deadline=self._settings.edit_deadline_seconds,
                 what=entry.name,
             )
-            made, revised, warnings = list(result.images), None, []
-            usage = result.usage
-            timings["model"] = result.elapsed_seconds * 1000
-        else:
-            response = await self._backends.unary(
-                "providers",
-                self._backends.providers.EditImages,
-                self._hosted_request(entry, spec, images, mask),
-                deadline=self._settings.edit_deadline_seconds,
-                what=entry.name,
-            )
-            made = [image for group in response.results for image in group.images]
-            revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
-            warnings = list(response.warnings)
+            arriving = arrivals(messages, entry.name)
+            return await deliver_arriving(self._delivery, entry.name, arriving, spec, None, start)
+        response = await self._backends.unary(
+            "providers",
+            self._backends.providers.EditImages,
+            self._hosted_request(entry, spec, images, mask),
+            deadline=self._settings.edit_deadline_seconds,
+            what=entry.name,
+        )
+        made = [image for group in response.results for image in group.images]
+        revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
         timings["backend"] = (time.perf_counter() - start) * 1000
         return await deliver_outcome(
-            self._delivery, entry.name, made, spec, revised, warnings, timings, usage
+            self._delivery, entry.name, made, spec, revised, list(response.warnings), timings
         )
 
     async def stream(self, spec: EditSpec) -> AsyncIterator[StreamEvent]:
         """Progress, previews, then the delivered images; errors raise ApiError."""
         entry, images, mask = await self._inputs(spec)
         if not entry.local:
-            yield DoneEvent(await self._edit(spec, entry, images, mask))
+            yield DoneEvent(await whole(await self._edit(spec, entry, images, mask)))
             return
         spec = fill(spec, entry, self._settings, edit=True)
         _, call, request = self._local(entry, spec, images, mask)

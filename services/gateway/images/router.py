@@ -22,9 +22,8 @@ from services.gateway.images.protocol import (
 )
 from services.gateway.images.serving import ImageGenerationService
 from services.gateway.misspellings import check_names
-from services.gateway.outcome import Outcome
-from services.gateway.piecewise import PiecewiseJSONResponse
 from services.gateway.sse import OPENAPI, respond
+from services.gateway.streamed_json import json_answer
 from services.gateway.validation import parse
 
 router = APIRouter(tags=["images"])
@@ -46,8 +45,8 @@ async def generations(request: Request) -> Response:
     if "input" in body:
         check_names(body.get("parameters"), DashScopeParameters, "parameters.")
         spec = dashscope_spec(parse(DashScopeImageRequest, body))
-        outcome = await unless_disconnected(request, service.generate(spec))
-        return PiecewiseJSONResponse(dashscope_answer(outcome), headers=_timing(outcome))
+        answer = await unless_disconnected(request, service.answer(spec))
+        return json_answer(answer, dashscope_answer)
     check_names(body, OpenAIImageRequest)
     if given := next((name for name in EDIT_FIELDS if name in body), None):
         raise invalid(
@@ -58,10 +57,5 @@ async def generations(request: Request) -> Response:
     spec = openai_spec(parse(OpenAIImageRequest, body))
     if spec.stream:
         return await respond(request, "image_generation", service.stream(spec))
-    outcome = await unless_disconnected(request, service.generate(spec))
-    return PiecewiseJSONResponse(openai_answer(outcome), headers=_timing(outcome))
-
-
-def _timing(outcome: Outcome) -> dict[str, str]:
-    """Where the time went (Server-Timing: shown by browsers' dev tools, read by bench/)."""
-    return {"Server-Timing": outcome.server_timing()}
+    answer = await unless_disconnected(request, service.answer(spec))
+    return json_answer(answer, openai_answer)

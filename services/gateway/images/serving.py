@@ -1,9 +1,11 @@
 """Text to image, whatever the request's shape: route by model, call the backend, deliver.
 
-Local models (qwen_image) get a GenerateRequest; hosted models get Providers.GenerateImages. With
-`prompt_extend`, a local model's prompt is first polished by Providers.RewritePrompt (seed 002);
-when that service or its chat model is not available the prompt is used as given (the rewrite
-is an improvement, never a reason to fail a generation). Plain class: testable without HTTP.
+Local models (qwen_image) get a GenerateRequest on GenerateStream, each image its own result
+message, delivered as it arrives (`arriving.py`; the unary Generate stays for internal clients);
+hosted models get Providers.GenerateImages. With `prompt_extend`, a local model's prompt is first
+polished by Providers.RewritePrompt (seed 002); when that service or its chat model is not
+available the prompt is used as given (the rewrite is an improvement, never a reason to fail a
+generation). Plain class: testable without HTTP.
 
 `stream` gives the same work as events (`services/gateway/streaming.py`): a local model's steps and
 previews from GenerateStream, then the delivered images; a hosted model, which has no steps to
@@ -18,6 +20,7 @@ from collections.abc import AsyncIterator
 
 from imagemesh.v1 import common_pb2, providers_pb2, qwen_image_pb2
 
+from services.gateway.arriving import ArrivingOutcome, arrivals, deliver_arriving, whole
 from services.gateway.catalog import Catalog, Entry
 from services.gateway.clients import Backends
 from services.gateway.control_fields import check_controls, fetch_controls, set_controls
@@ -64,41 +67,46 @@ class ImageGenerationService:
         return entry
 
     async def generate(self, spec: GenerationSpec) -> Outcome:
+        """Every image at once (the DashScope tasks route)."""
+        return await whole(await self.answer(spec))
+
+    async def answer(self, spec: GenerationSpec) -> Outcome | ArrivingOutcome:
+        """The delivered images; a local model's `b64_json` images still arriving (`arriving.py`:
+        the first one is here, so an error before it raised ApiError)."""
         entry = self._entry(spec)
-        revised: str | None = None
-        warnings: list[str] = []
         timings: dict[str, float] = {}
-        usage: common_pb2.Usage | None = None
         if entry.local:
             spec = fill(spec, entry, self._settings)
             await fetch_controls(spec.control, self._sources, spec.param_prefix)
             revised = await self._extend(spec)
+            request = self._local_request(spec, revised or spec.prompt)
+            request.result_per_image = True  # one image per message: never the batch twice
             start = time.perf_counter()
-            result = await self._backends.unary(
+            messages = self._backends.stream(
                 entry.backend,
-                self._backends.image_stub(entry.name, entry.server).Generate,
-                self._local_request(spec, revised or spec.prompt),
+                self._backends.image_stub(entry.name, entry.server).GenerateStream,
+                request,
                 deadline=self._settings.generate_deadline_seconds,
                 what=entry.name,
             )
-            timings["backend"] = (time.perf_counter() - start) * 1000
-            timings["model"] = result.elapsed_seconds * 1000
-            images, usage = list(result.images), result.usage
-        else:
-            start = time.perf_counter()
-            response = await self._backends.unary(
-                "providers",
-                self._backends.providers.GenerateImages,
-                self._hosted_request(entry, spec),
-                deadline=self._settings.generate_deadline_seconds,
-                what=entry.name,
+            arriving = arrivals(messages, entry.name)
+            return await deliver_arriving(
+                self._delivery, entry.name, arriving, spec, revised, start
             )
-            timings["backend"] = (time.perf_counter() - start) * 1000
-            images = [image for group in response.results for image in group.images]
-            revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
-            warnings = list(response.warnings)
+        start = time.perf_counter()
+        response = await self._backends.unary(
+            "providers",
+            self._backends.providers.GenerateImages,
+            self._hosted_request(entry, spec),
+            deadline=self._settings.generate_deadline_seconds,
+            what=entry.name,
+        )
+        timings["backend"] = (time.perf_counter() - start) * 1000
+        images = [image for group in response.results for image in group.images]
+        revised = next((g.actual_prompt for g in response.results if g.actual_prompt), None)
+        warnings = list(response.warnings)
         return await deliver_outcome(
-            self._delivery, entry.name, images, spec, revised, warnings, timings, usage
+            self._delivery, entry.name, images, spec, revised, warnings, timings
         )
 
     async def stream(self, spec: GenerationSpec) -> AsyncIterator[StreamEvent]:
