@@ -95,7 +95,7 @@ def test_a_full_queue_is_429_with_retry_after(whole_mesh: Mesh) -> None:
 
 def test_a_client_that_hangs_up_frees_the_model_server(whole_mesh: Mesh) -> None:
     """The gateway's job waits behind a long one; its client hangs up; the model server drops
-    it (its Generate call ends while the long job is still running)."""
+    it (its GenerateStream call ends while the long job is still running)."""
     mesh = whole_mesh
     long_job = qwen_image_pb2.GenerateRequest(
         prompt="long", width=512, height=512, num_inference_steps=100
@@ -115,9 +115,10 @@ def test_a_client_that_hangs_up_frees_the_model_server(whole_mesh: Mesh) -> None
                 + f"Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
-            wait_until(lambda: mesh.in_flight("qwen_image", "Generate") == 1, 30, "queued")
+            # The gateway's call is a GenerateStream too (one image per message): 2 with ours.
+            wait_until(lambda: mesh.in_flight("qwen_image", "GenerateStream") == 2, 30, "queued")
             client.close()
-            wait_until(lambda: mesh.in_flight("qwen_image", "Generate") == 0, 30, "dropped")
+            wait_until(lambda: mesh.in_flight("qwen_image", "GenerateStream") == 1, 30, "dropped")
             # The long job is still running: the gateway's job ended because it was dropped.
             assert next(running).progress.step >= 0
         finally:

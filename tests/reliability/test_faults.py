@@ -118,7 +118,7 @@ def test_kill_9_a_backend_during_a_request_stream(
                 mesh.ensure_running(service),
                 wait_until(lambda: gateway_ready(mesh.gateway_url), 60, "gateway /readyz"),
             ),
-            in_flight=(lambda: mesh.in_flight("qwen_edit", "Edit") == 1) if edit else None,
+            in_flight=(lambda: mesh.in_flight("qwen_edit", "EditStream") == 1) if edit else None,
             successes_after=1 if edit else 2,
         )
     _unavailable_envelopes(seen, names)
@@ -152,12 +152,14 @@ def test_kill_9_the_gateway_during_a_generation(whole_mesh: Mesh) -> None:
     # Long enough to be surely in flight when the gateway dies; dropped, so it never runs out.
     long_job = {"prompt": "a long one", "size": "256x256", "num_inference_steps": 100}
     with RequestStream(mesh.gateway_url, "POST", GEN, CLIENT_TIMEOUT, json=long_job) as stream:
-        wait_until(lambda: mesh.in_flight("qwen_image", "Generate") == 1, 60, "a generation")
+        wait_until(lambda: mesh.in_flight("qwen_image", "GenerateStream") == 1, 60, "a generation")
         killed = time.monotonic()
         gateway.kill()
         dropped = stream.wait_for(lambda s: s.status is None, killed - 60, 30, "the dropped call")
         assert "timeout" not in dropped.error
-        wait_until(lambda: mesh.in_flight("qwen_image", "Generate") == 0, 60, "the call dropped")
+        wait_until(
+            lambda: mesh.in_flight("qwen_image", "GenerateStream") == 0, 60, "the call dropped"
+        )
     mesh.ensure_running("gateway")
     answer = httpx.post(
         mesh.gateway_url + GEN, json={**SMALL, "response_format": "b64_json"}, timeout=60

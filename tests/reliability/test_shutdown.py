@@ -61,7 +61,9 @@ def test_sigterm_to_a_model_server_during_a_request(restarted: Mesh) -> None:
     mesh = restarted
     server = mesh.process("qwen_image")
     running = InFlight(mesh.gateway_url, LONG)
-    wait_until(lambda: mesh.in_flight("qwen_image", "Generate") == 1, 60, "the request to run")
+    wait_until(
+        lambda: mesh.in_flight("qwen_image", "GenerateStream") == 1, 60, "the request to run"
+    )
     server.signal(signal.SIGTERM)
     wait_until(lambda: not grpc_serving(mesh.targets["qwen_image"]), 30, "NOT_SERVING")
 
@@ -88,7 +90,9 @@ def test_sigterm_to_the_gateway_during_a_request(restarted: Mesh) -> None:
     mesh = restarted
     gateway = mesh.process("gateway")
     running = InFlight(mesh.gateway_url, LONG)
-    wait_until(lambda: mesh.in_flight("qwen_image", "Generate") == 1, 60, "the request to run")
+    wait_until(
+        lambda: mesh.in_flight("qwen_image", "GenerateStream") == 1, 60, "the request to run"
+    )
     gateway.signal(signal.SIGTERM)
     wait_until(lambda: not port_open("127.0.0.1", mesh.gateway_port), 30, "the listener closed")
 
