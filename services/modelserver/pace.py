@@ -8,7 +8,9 @@ than two step events (one step, or a pipeline without a step callback) teaches n
 
 From them `remaining_ms` predicts how long the queue takes to drain: every waiting job as its own
 call, and the running call's predicted time less what it already ran (never less than its steps
-left). Replicas of different speeds (a GPU and a CPU, a replica sharing its core) are then
+left). Once the running call has stepped twice, its own step time replaces the mean for it: the
+mean mixes sizes (a 256x256 step costs many 64x64 ones), and a long call of another size than
+the last ones must not look nearly done. Replicas of different speeds (a GPU and a CPU, a replica sharing its core) are then
 weighed by the time they need, not by the steps they hold.
 """
 
@@ -41,12 +43,9 @@ class PaceMeter:
     def observe(self, seconds: float, images: int, head: Timed) -> None:
         """A call of `images` images that ran to the end in `seconds`; `head` is one of its jobs
         (every member steps together)."""
-        if head.first_step is None or head.last_step is None:
+        call_step = _step_seconds(head)  # one step of the whole call
+        if call_step is None or images <= 0:
             return
-        (first, started), (last, ended) = head.first_step, head.last_step
-        if last <= first or images <= 0:
-            return
-        call_step = (ended - started) / (last - first)  # one step of the whole call
         step_ms = call_step * 1000 / images
         call_ms = max(0.0, (seconds - call_step * head.total_steps) * 1000)
         old = self.pace
@@ -72,6 +71,17 @@ class PaceMeter:
             images = sum(job.images for job in running)
             steps = max(job.total_steps for job in running)
             left = max(0, steps - max(job.steps_done for job in running))
+            own = _step_seconds(running[0])
+            if own is not None:
+                pace = Pace(own * 1000 / images, pace.call_ms)
             whole = pace.cost(images * steps)
             total += max(pace.cost(images * left, calls=0), whole - elapsed * 1000)
         return round(total)
+
+
+def _step_seconds(job: Timed) -> float | None:
+    """Seconds of one step of the call `job` is in, from its step events (None before two)."""
+    if job.first_step is None or job.last_step is None:
+        return None
+    (first, started), (last, ended) = job.first_step, job.last_step
+    return (ended - started) / (last - first) if last > first else None

@@ -66,3 +66,14 @@ def test_the_drain_time_counts_each_waiting_job_as_a_call_and_the_rest_of_the_ru
     # A call running slower than predicted still has at least its steps left.
     assert meter.remaining_ms([], [running], 9.0) == 40 * 200
     assert meter.remaining_ms([], [], 0.0) == 0
+
+
+def test_a_running_call_that_has_stepped_twice_is_predicted_at_its_own_step_time() -> None:
+    meter = PaceMeter()
+    ran(meter, 2, 0.01)  # small pictures: 10 ms a step
+    big = Timed(40, steps_done=3, first_step=(1, 50.0), last_step=(3, 50.4))  # 200 ms a step
+    # The rest of the call (470 ms) and 40 steps at its own 200 ms, less the second it ran.
+    assert meter.remaining_ms([], [big], 1.0) == pytest.approx(470 + 40 * 200 - 1000, abs=1)
+    starting = Timed(40, steps_done=1, first_step=(1, 50.0), last_step=(1, 50.0))
+    # One step event: the mean pace still (470 ms + 40 x 10 ms, less 0.3 s).
+    assert meter.remaining_ms([], [starting], 0.3) == pytest.approx(470 + 400 - 300, abs=1)
