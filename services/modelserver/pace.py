@@ -10,8 +10,10 @@ From them `remaining_ms` predicts how long the queue takes to drain: every waiti
 call, and the running call's predicted time less what it already ran (never less than its steps
 left). Once the running call has stepped twice, its own step time replaces the mean for it: the
 mean mixes sizes (a 256x256 step costs many 64x64 ones), and a long call of another size than
-the last ones must not look nearly done. Replicas of different speeds (a GPU and a CPU, a replica sharing its core) are then
-weighed by the time they need, not by the steps they hold.
+the last ones must not look nearly done. Replicas of different speeds (a GPU and a CPU, a
+replica sharing its core) are then weighed by the time they need, not by the steps they hold.
+Not modelled: sizes for the waiting jobs (a step is a step, as when work was counted in steps)
+and batching (a batched call's step time is shared among its images).
 """
 
 from __future__ import annotations
