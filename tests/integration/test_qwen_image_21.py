@@ -14,9 +14,11 @@ import io
 import json
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
+import numpy as np
 import pytest
 from imagemesh.v1 import tasks_pb2, tasks_pb2_grpc
 from PIL import Image
@@ -27,6 +29,7 @@ from tests.support import sse
 from tests.support.mesh import Mesh
 from tests.support.ports import free_port
 from tests.support.processes import ServiceProcess, grpc_serving
+from tests.support.tiny_models import lora_folder
 from tests.support.waiting import wait_until
 
 FAST = {"num_inference_steps": 2, "seed": 7, "response_format": "b64_json"}
@@ -65,6 +68,7 @@ def gateway(mesh: Mesh) -> Iterator[str]:
                 "QWEN_IMAGE_LOCATION": str(folder),
                 # Not Turbo's: its requests without steps take its own grid's 2.
                 "QWEN_IMAGE_DEFAULT_STEPS": "3",
+                "QWEN_IMAGE_LORA_DIR": str(lora_folder(Path(tempfile.mkdtemp(prefix="l21-")))),
             },
         )
         servers.append(server.start())
@@ -311,3 +315,26 @@ def test_n_2_answers_two_different_pictures(gateway: str, model: str) -> None:
     first, second = (picture(item) for item in response.json()["data"])
     assert first.size == second.size == (64, 64)
     assert first.tobytes() != second.tobytes()
+
+
+@pytest.mark.parametrize("model", ["qwen-image-2.1", "qwen-image-2.1-turbo"])
+def test_a_lora_through_rest_changes_the_picture_and_models_lists_it(
+    gateway: str, model: str
+) -> None:
+    """`lora` in a REST generation reaches the model's own server (its LORA_DIR), and
+    `/v1/models` lists that server's adapters under the model."""
+
+    def generate(**extra: object) -> np.ndarray:
+        response = httpx.post(
+            f"{gateway}/v1/images/generations",
+            json={"model": model, "prompt": "a lighthouse", "size": "64x96", **FAST, **extra},
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+        return np.asarray(picture(response.json()["data"][0]).convert("RGB"), dtype=np.float64)
+
+    base, adapted = generate(), generate(lora={"name": "tiny-a"})
+    assert np.abs(adapted - base).mean() > 0.05
+    assert np.array_equal(generate(lora={"name": "tiny-a", "scale": 0}), base)
+    listed = {m["id"]: m for m in httpx.get(f"{gateway}/v1/models", timeout=30).json()["data"]}
+    assert "tiny-a" in {lora["name"] for lora in listed[model]["loras"]}
