@@ -28,6 +28,9 @@ from services.gateway.edits.serving import ImageEditService
 from services.gateway.images.router import BODY_MODELS as IMAGE_MODELS
 from services.gateway.images.router import router as images_router
 from services.gateway.images.serving import ImageGenerationService
+from services.gateway.layers.router import BODY_MODELS as LAYERS_MODELS
+from services.gateway.layers.router import router as layers_router
+from services.gateway.layers.serving import LayersService
 from services.gateway.middleware import ApiKeys, BodyLimit, RequestContext
 from services.gateway.model_list.router import router as models_router
 from services.gateway.model_list.serving import ModelListService
@@ -58,6 +61,7 @@ def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> Fast
         app.state.backends = backends
         app.state.images = ImageGenerationService(settings, catalog, backends, delivery, sources)
         app.state.edits = ImageEditService(settings, catalog, backends, sources, delivery)
+        app.state.layers = LayersService(settings, catalog, backends, sources, delivery)
         app.state.chat = ChatService(settings, catalog, backends)
         app.state.models = ModelListService(settings, catalog, backends)
         app.state.tasks = TasksClient(settings, backends, TaskPreparer(settings, catalog), sources)
@@ -77,13 +81,18 @@ def build_app(settings: GatewaySettings, catalog: Catalog | None = None) -> Fast
     for router in (
         images_router,
         edits_router,
+        layers_router,
         chat_router,
         models_router,
         tasks_router,
         probes.router,
     ):
         app.include_router(router)
-    apidoc.install(app, [*IMAGE_MODELS, *EDIT_MODELS, ChatCompletionRequest, *TASK_MODELS], catalog)
+    apidoc.install(
+        app,
+        [*IMAGE_MODELS, *EDIT_MODELS, *LAYERS_MODELS, ChatCompletionRequest, *TASK_MODELS],
+        catalog,
+    )
     open_paths = list(settings.open_paths)
     if settings.page:
         page.install(app)

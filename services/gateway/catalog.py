@@ -16,13 +16,14 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from services.gateway.errors import ApiError, invalid
 
-Kind = Literal["image", "edit", "chat"]
+Kind = Literal["image", "edit", "chat", "layers"]
 Backend = Literal["qwen_image", "qwen_edit", "providers"]
 
 ENDPOINTS: dict[str, str] = {
     "image": "/v1/images/generations",
     "edit": "/v1/images/edits",
     "chat": "/v1/chat/completions",
+    "layers": "/v1/images/layers",
 }
 
 

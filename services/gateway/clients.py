@@ -100,6 +100,14 @@ class Backends:
             )
         return stub
 
+    def edit_stub(self, model: str, server: str) -> RoutedStub:
+        """The qwen_edit deployment serving `model` (Qwen-Image-Layered's own server): its
+        catalogue `server`, else the default one."""
+        if not server:
+            return self.qwen_edit
+        self.image_stub(model, server)  # the same 503 when the server has no address
+        return RoutedStub(self.server_routers[server], qwen_edit_pb2_grpc.ImageEditingStub)
+
     def _router(self, name: str, target: str | None = None) -> Router:
         settings = self.settings
         replicas = ReplicaSet(
