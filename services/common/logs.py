@@ -21,6 +21,11 @@ def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RequestIdFilter())
+    # FORMAT names no file, line, thread or process, and a service logs a line per call: the
+    # logging HOWTO's "Optimization" switches drop those look-ups (a stack walk and three
+    # more), a quarter of a line's cost.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

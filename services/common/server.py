@@ -44,12 +44,16 @@ CONNECTION_AGE = [
 
 
 class MeshServer:
-    def __init__(self, settings: ServerSettings, service_names: Sequence[str]) -> None:
+    def __init__(
+        self, settings: ServerSettings, service_names: Sequence[str], announce_calls: bool = True
+    ) -> None:
+        """`announce_calls`: the request id goes out as each call begins (a client can tell the
+        handler took it) or with its answer, one write less (services/common/interceptors.py)."""
         self.settings = settings
         self.service_names = list(service_names)
         self.grpc = grpc.aio.server(
             # The trace's server span outermost, so every log line and error runs inside it.
-            interceptors=[*tracing.server_interceptors(), ServerInterceptor()],
+            interceptors=[*tracing.server_interceptors(), ServerInterceptor(announce_calls)],
             options=[*channel_options(settings.max_message_bytes), *CONNECTION_AGE],
         )
         self.health = health.aio.HealthServicer()

@@ -47,7 +47,8 @@ async def build(settings: ProvidersSettings) -> ProvidersServer:
     env = AdapterEnv(settings, UpstreamPool(settings), ImageFetcher(settings))
     registry = Registry.load(env)
     rewriter = PromptRewriter(registry, settings.rewrite_model, settings.rewrite_timeout_seconds)
-    server = MeshServer(settings, [SERVICE_NAME])
+    # Nobody fails a chat over on the handler's say-so: the request id goes back with the answer.
+    server = MeshServer(settings, [SERVICE_NAME], announce_calls=False)
     providers_pb2_grpc.add_ProvidersServicer_to_server(
         ProvidersServicer(registry, rewriter, settings.max_message_bytes), server.grpc
     )

@@ -38,7 +38,9 @@ def _call_scope(
         except RateLimited as exc:
             if exc.retry_after is not None:
                 seconds = str(max(1, math.ceil(exc.retry_after)))
-                context.set_trailing_metadata((("retry-after", seconds),))
+                # Added to what is there: the interceptor's request id.
+                kept = tuple(context.trailing_metadata() or ())
+                context.set_trailing_metadata((*kept, ("retry-after", seconds)))
             raise
 
 

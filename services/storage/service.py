@@ -47,7 +47,8 @@ async def start(settings: StorageSettings) -> StorageService:
     store = ObjectStore(settings)
     uploader = Uploader(settings, store)
     fetcher = Fetcher(Downloader(fetch_rules(settings)), uploader)
-    server = MeshServer(settings, [SERVICE_NAME])
+    # Puts are not failed over on the handler's say-so: the request id goes back with the answer.
+    server = MeshServer(settings, [SERVICE_NAME], announce_calls=False)
     add_storage_servicer(StorageServicer(uploader, fetcher), server.grpc)
     await server.start()
     try:

@@ -88,6 +88,34 @@ async def test_request_id_is_taken_from_the_client_and_echoed(server: MeshServer
     assert ("x-request-id", "abc123") in tuple(initial)
 
 
+async def test_request_id_goes_back_with_the_answer_when_calls_are_not_announced() -> None:
+    quiet = MeshServer(
+        ServerSettings(listen="127.0.0.1:0", shutdown_grace_seconds=5), [SERVICE], False
+    )
+    quiet.grpc.add_generic_rpc_handlers([_handler()])
+    await quiet.start()
+    try:
+        async with grpc.aio.insecure_channel(quiet.address) as channel:
+            call = channel.unary_unary(f"/{SERVICE}/Echo")(
+                b"hi", metadata=(("x-request-id", "abc123"),)
+            )
+            body = await call
+            initial = tuple(await call.initial_metadata())
+            trailing = tuple(await call.trailing_metadata())
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await channel.unary_unary(f"/{SERVICE}/Echo")(
+                    b"bad", metadata=(("x-request-id", "r2"),)
+                )
+    finally:
+        await quiet.stop(0)
+    assert body == b"abc123"
+    assert ("x-request-id", "abc123") in trailing
+    assert not any(key == "x-request-id" for key, _ in initial)
+    # A refused call carries it too.
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert ("x-request-id", "r2") in tuple(err.value.trailing_metadata() or ())
+
+
 async def test_request_id_is_created_when_missing(server: MeshServer) -> None:
     async with grpc.aio.insecure_channel(server.address) as channel:
         body = await channel.unary_unary(f"/{SERVICE}/Echo")(b"hi")
