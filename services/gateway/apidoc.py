@@ -119,6 +119,8 @@ MODEL_KINDS: dict[str, tuple[str, ...]] = {
     "DashScopeImageRequest": ("image", "edit"),
     "EditJsonRequest": ("edit",),
     "EditFormRequest": ("edit",),
+    "LayersJsonRequest": ("layers",),
+    "LayersFormRequest": ("layers",),
     "ChatCompletionRequest": ("chat",),
     "TaskCreateRequest": TASK_KINDS,
     "SynthesisRequest": TASK_KINDS,

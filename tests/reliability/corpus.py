@@ -838,6 +838,51 @@ ROUTES = [
 ]
 
 
+LAYERS = "/v1/images/layers"
+LAYERS_OK = {
+    "model": "qwen-image-layered",
+    "prompt": "a card",
+    "num_inference_steps": 2,
+    "response_format": "b64_json",
+}
+
+
+def _layers(name: str, body: dict[str, Any], says: str, status: int = 400) -> Bad:
+    image = {"image": png_data_url(64, 64)}
+    return Bad(
+        f"layers:{name}",
+        "POST",
+        LAYERS,
+        json={**LAYERS_OK, **image, **body},
+        status=status,
+        says=says,
+    )
+
+
+LAYER_CASES = [
+    _layers("too-many-layers", {"layers": 9}, "layers must be"),
+    _layers("one-layer", {"layers": 1}, "layers must be"),
+    _layers("layers-text", {"layers": "four"}, "layers must be an integer"),
+    _layers("resolution", {"resolution": 800}, "resolution must be"),
+    _layers("no-image", {"image": None}, "image is required"),
+    _layers("image-list", {"image": [png_data_url(64, 64)] * 2}, "one image per request"),
+    _layers("not-an-image", {"image": NOT_AN_IMAGE}, "image"),
+    _layers("size-off-grid", {"size": "60x48"}, "width must be a multiple of 16"),
+    _layers("jpeg", {"output_format": "jpeg"}, "output_format must be"),
+    _layers("misspelt", {"layer": 3}, "did you mean layers?"),
+    _layers("edit-model", {"model": "qwen-image-edit"}, "not /v1/images/layers"),
+    _layers("unknown-model", {"model": "nope"}, "model 'nope' does not exist", status=404),
+    Bad(
+        "layers-form:no-image",
+        "POST",
+        LAYERS,
+        data={"model": "qwen-image-layered", "layers": "3"},
+        files=[("other", ("x.txt", b"x", "text/plain"))],
+        says="must be a text field",
+    ),
+]
+
+
 def corpus() -> list[Bad]:
     return [
         *_not_an_object(),
@@ -850,4 +895,5 @@ def corpus() -> list[Bad]:
         *MULTIMODAL,
         *_task_ids(),
         *ROUTES,
+        *LAYER_CASES,
     ]
