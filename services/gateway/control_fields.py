@@ -83,11 +83,10 @@ def _as_list(value: Any) -> Any:
 
 
 ControlImageField = Annotated[
-    list[ControlImage] | None,
+    Annotated[list[ControlImage], Field(max_length=MAX_CONTROL_IMAGES)] | None,
     BeforeValidator(_as_list),
     Field(
         default=None,
-        max_length=MAX_CONTROL_IMAGES,
         description="ControlNet control pictures of qwen-image (URL, data URL, base64, or "
         '{"image", "controlnet"}), one or a list',
         examples=["https://example.com/edges.png"],

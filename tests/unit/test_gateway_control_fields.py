@@ -40,6 +40,8 @@ def refusal(**fields: Any) -> ApiError:
 
 def test_without_control_image_there_is_no_control() -> None:
     assert not spec().given()
+    assert not spec(control_image="").given()  # an empty form field: not given
+    assert not spec(control_image=None).given()
 
 
 @pytest.mark.parametrize(
