@@ -14,7 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from imagemesh.v1 import providers_pb2_grpc, qwen_image_pb2_grpc, storage_pb2_grpc
+from imagemesh.v1 import (
+    providers_pb2_grpc,
+    qwen_edit_pb2_grpc,
+    qwen_image_pb2_grpc,
+    storage_pb2_grpc,
+)
 
 from services.common import requestid
 from services.common.channels import insecure_channel
@@ -86,6 +91,11 @@ class Backends:
         if stub is None:
             raise BackendError(grpc.StatusCode.FAILED_PRECONDITION, unserved(model, server))
         return stub
+
+    def edit_stub(self, model: str, server: str) -> qwen_edit_pb2_grpc.ImageEditingStub:
+        """The qwen_edit deployment a Layered task runs on (its spec's `server`)."""
+        self.image_stub(model, server)  # the same refusal when the server has no address
+        return qwen_edit_pb2_grpc.ImageEditingStub(self.channels[f"server {server}"])
 
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self.channels.values()))

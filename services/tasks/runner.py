@@ -15,7 +15,14 @@ import asyncio
 import logging
 import re
 
-from imagemesh.v1 import common_pb2, providers_pb2, qwen_image_pb2, storage_pb2, tasks_pb2
+from imagemesh.v1 import (
+    common_pb2,
+    providers_pb2,
+    qwen_edit_pb2,
+    qwen_image_pb2,
+    storage_pb2,
+    tasks_pb2,
+)
 
 from services.common import requestid
 from services.common.errors import ProviderFailed
@@ -41,6 +48,8 @@ class TaskRunner:
         spec = spec_of(task)
         if spec.backend == tasks_pb2.TASK_BACKEND_PROVIDERS:
             images, revised, warnings = await self._hosted(spec)
+        elif spec.HasField("layers"):
+            images, revised, warnings = await self._layers(spec), None, []
         else:
             images, revised, warnings = await self._local(spec)
         if not images:
@@ -91,6 +100,32 @@ class TaskRunner:
             what=spec.model,
         )
         return list(result.images), revised, []
+
+    async def _layers(self, spec: tasks_pb2.TaskSpec) -> list[common_pb2.Image]:
+        """Qwen-Image-Layered: the spec's image split into `layers` RGBA layers on its
+        qwen_edit deployment (ImageEditing.Edit); the layers are the task's images."""
+        request = qwen_edit_pb2.EditRequest(
+            images=[spec.image],
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt or None,
+            width=spec.width,
+            height=spec.height,
+            num_inference_steps=spec.num_inference_steps,
+            num_images=1,
+            layers=spec.layers,
+            output_format=spec.output_format,
+        )
+        for name in ("resolution", "true_cfg_scale", "seed"):
+            if spec.HasField(name):
+                setattr(request, name, getattr(spec, name))
+        request.loras.extend(spec.loras)
+        result = await self._backends.call(
+            self._backends.edit_stub(spec.model, spec.server).Edit,
+            request,
+            deadline=self._settings.generate_deadline_seconds,
+            what=spec.model,
+        )
+        return list(result.images)
 
     async def _hosted(
         self, spec: tasks_pb2.TaskSpec

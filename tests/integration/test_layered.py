@@ -178,3 +178,61 @@ def test_a_model_that_does_not_split_images_is_refused(mesh: Mesh) -> None:
     )
     assert response.status_code == 400, response.text
     assert "not /v1/images/layers" in response.json()["error"]["message"]
+
+
+def test_a_layers_task_keeps_one_rgba_png_per_layer(mesh: Mesh) -> None:
+    response = httpx.post(
+        f"{mesh.gateway_url}/api/v1/tasks/",
+        json={
+            "model": "qwen-image-layered",
+            "is_async": False,
+            "parameters": {
+                "prompt": "a red card",
+                "image": data_url(png()),
+                "layers": 2,
+                "size": "96*64",
+                "num_inference_steps": 2,
+                "seed": 5,
+            },
+        },
+        timeout=180,
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results["status"] == "completed", results
+    images = results["result"]["images"]
+    assert len(images) == 2
+    for image in images:
+        picture = layer(httpx.get(image["url"], timeout=30).content)
+        assert (picture.mode, picture.size) == ("RGBA", (96, 64))
+
+
+@pytest.mark.parametrize(
+    ("parameters", "param"),
+    [
+        ({"prompt": "x", "layers": 2}, "parameters.image"),
+        ({"prompt": "x", "image": "IMAGE", "layers": 12}, "parameters.layers"),
+        ({"prompt": "x", "image": "IMAGE", "resolution": 700}, "parameters.resolution"),
+    ],
+)
+def test_a_bad_layers_task_is_refused_at_create(
+    mesh: Mesh, parameters: dict[str, object], param: str
+) -> None:
+    given = {k: data_url(png()) if v == "IMAGE" else v for k, v in parameters.items()}
+    response = httpx.post(
+        f"{mesh.gateway_url}/api/v1/tasks/",
+        json={"model": "qwen-image-layered", "parameters": given},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_layers_on_a_model_that_does_not_split_images_is_refused_at_create(mesh: Mesh) -> None:
+    response = httpx.post(
+        f"{mesh.gateway_url}/api/v1/tasks/",
+        json={"model": "qwen-image", "parameters": {"prompt": "x", "layers": 3}},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    assert "qwen-image-layered" in response.json()["error"]["message"]

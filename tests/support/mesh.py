@@ -177,6 +177,7 @@ def start_mesh(
             "TASKS_PROVIDERS_TARGET": targets["providers"],
             "TASKS_STORAGE_TARGET": targets["storage"],
             "TASKS_GENERATE_DEADLINE_SECONDS": "60",
+            "TASKS_MODEL_SERVERS": json.dumps({"qwen-image-layered": targets["layered"]}),
         },
         "gateway": {
             "GATEWAY_HOST": "127.0.0.1",

@@ -38,6 +38,7 @@ from services.gateway.output_options import (
 from services.gateway.settings import GatewaySettings
 from services.gateway.sizes import require_multiple_of_16, resolve_size
 from services.gateway.tasks.inputs import image_inputs, shown, strength
+from services.gateway.tasks.layers import refuse_elsewhere, set_layers
 from services.gateway.validation import explain
 
 PREFIX = "parameters."
@@ -163,6 +164,10 @@ class TaskPreparer:
             wanted = strength(request.parameters, bool(image_inputs(request.parameters)))
             if wanted is not None:
                 spec.strength = wanted
+        if "layers" in entry.kinds:
+            set_layers(spec, request.parameters, entry.name)
+        elif entry.local:
+            refuse_elsewhere(request.parameters, entry.name)
         set_on_request(spec, output)  # TaskSpec names them as GenerateRequest does
         extra.update(hosted_extra(output, entry))
         if extra:
@@ -190,7 +195,11 @@ def _callback(request: TaskRequest) -> tuple[TaskRequest, str]:
 
 
 def _task_model(entry: Entry) -> bool:
-    return "image" in entry.kinds or (not entry.local and "edit" in entry.kinds)
+    return (
+        "image" in entry.kinds
+        or "layers" in entry.kinds
+        or (not entry.local and "edit" in entry.kinds)
+    )
 
 
 def _check_provider(entry: Entry, given: str) -> str:
