@@ -28,4 +28,6 @@ def test_naming_its_server_serves_it_and_keeps_the_defaults() -> None:
     catalog = full.deployed(["qwen-image-2.1"])
     assert catalog.resolve("qwen-image-2.1", "image").server == "qwen-image-2.1"
     assert "qwen-image-2.1-turbo" not in catalog.names()
-    assert catalog.defaults == full.defaults
+    # qwen-image-layered's server is not named, so its default (for layers) goes with it.
+    assert catalog.defaults == {k: full.defaults[k] for k in ("image", "edit", "chat")}
+    assert full.deployed(["qwen-image-layered"]).defaults["layers"] == "qwen-image-layered"
