@@ -37,20 +37,27 @@ async def arrivals(
     messages: AsyncIterator[common_pb2.GenerationEvent], what: str
 ) -> AsyncIterator[Arrival]:
     """The result events of a stream, one image each; progress events are skipped. A server
-    that sends the whole batch in one result (images_total unset) is taken as it comes."""
-    index, total = 0, 0
-    async for message in messages:
-        if message.WhichOneof("event") != "result":
-            continue
-        result = message.result
-        total = result.images_total or len(result.images)
-        for image in result.images:
-            yield Arrival(index, total, image, result.usage, result.elapsed_seconds)
-            index += 1
-        if index >= total:
-            return
-    got = f"after {index} of {total} images" if total else "without a result"
-    raise ApiError(502, f"{what} ended its stream {got}")
+    that sends the whole batch in one result (images_total unset) is taken as it comes. The
+    stream is read to its end (its trailer reports the replica's load to the router), and
+    closed with this iterator."""
+    index, total, results = 0, 0, 0
+    try:
+        async for message in messages:
+            if message.WhichOneof("event") != "result":
+                continue
+            result, results = message.result, results + 1
+            total = result.images_total or len(result.images)
+            for image in result.images:
+                yield Arrival(index, total, image, result.usage, result.elapsed_seconds)
+                index += 1
+            del message, result  # the last image's message goes before the stream's end
+    finally:
+        aclose = getattr(messages, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if not results or index < total:
+        got = f"after {index} of {total} images" if results else "without a result"
+        raise ApiError(502, f"{what} ended its stream {got}")
 
 
 def as_base64(arrival: Arrival) -> Delivered:

@@ -1,6 +1,9 @@
 """The gRPC side both servicers share: a request message to a spec, the generator's output to
 `GenerationResult` / `GenerationEvent` messages.
 
+With a request's `result_per_image` the stream is a unary call answered one image per message:
+no progress or previews, then one `result` event per image (`protomap.results_one_by_one`).
+
 A server's servicer derives from `Calls` and its generated base class, names its `spec_from`, and
 binds its two rpc names to `Calls.unary` and `Calls.stream`. Every answer's trailing metadata
 carries the queue's load (`services/modelserver/load.py`).
@@ -106,11 +109,16 @@ class Calls:
         try:
             one_by_one = bool(getattr(request, "result_per_image", False))
             async for event in self._generator.generate_stream(self._spec(request)):
-                if one_by_one and isinstance(event, GenerationOutput) and event.images:
+                if not one_by_one:
+                    yield event_to_proto(event)
+                elif isinstance(event, GenerationOutput) and event.images:
                     for message in results_one_by_one(event):
                         yield message
-                else:
+                elif isinstance(event, GenerationOutput):
                     yield event_to_proto(event)
+                # else: progress, which a unary caller of the stream does not read; and until
+                # the first image nothing has come back, so a replica that dies mid-job can
+                # still be failed over as a unary call is (gateway/routing/failover.py).
         except NotStarted:
             not_started = True
             raise

@@ -37,7 +37,9 @@ def test_the_model_server_sends_a_batch_one_image_per_result_event(mesh: Mesh) -
     with grpc.insecure_channel(mesh.targets["qwen_image"]) as channel:
         stub = qwen_image_pb2_grpc.ImageGenerationStub(channel)
         request.result_per_image = True
-        one_by_one = [e.result for e in stub.GenerateStream(request) if e.HasField("result")]
+        events = list(stub.GenerateStream(request))
+        one_by_one = [e.result for e in events if e.HasField("result")]
+        assert len(one_by_one) == len(events)  # no progress: nothing before the first image
         request.result_per_image = False
         together = [e.result for e in stub.GenerateStream(request) if e.HasField("result")]
     assert [(len(r.images), r.images_total) for r in one_by_one] == [(1, 3)] * 3
