@@ -79,14 +79,20 @@ def test_one_generation_is_one_trace_across_the_services(
     )
     assert answer.status_code == 200, answer.text
     trace = trace_of(receiver, "trace-one-generation", {"gateway", "qwen_image", "storage"})
-    wait_until(
-        lambda: (
-            len(trace_of(receiver, "trace-one-generation", set())) >= len(trace)
-            and any(s.name == "decode" for s in trace_of(receiver, "trace-one-generation", set()))
-        ),
-        30,
-        "the model server's phase spans",
-    )
+
+    def settled() -> bool:
+        spans = trace_of(receiver, "trace-one-generation", set())
+        ids = {s.span_id for s in spans}
+        # Each process exports its spans in its own batches: a child may arrive before its
+        # parent (a server span ends after the work inside it). Wait for the parents too; one
+        # that never comes still fails (the wait times out).
+        return (
+            len(spans) >= len(trace)
+            and any(s.name == "decode" for s in spans)
+            and all(s.parent_id in ids for s in spans if s.parent_id)
+        )
+
+    wait_until(settled, 30, "the model server's phase spans and every span's parent")
     trace = trace_of(receiver, "trace-one-generation", set())
     by_id = {s.span_id: s for s in trace}
     # One tree: a single root (the gateway's HTTP span), every other span's parent in the trace.
