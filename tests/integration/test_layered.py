@@ -236,3 +236,11 @@ def test_layers_on_a_model_that_does_not_split_images_is_refused_at_create(mesh:
     )
     assert response.status_code == 400, response.text
     assert "qwen-image-layered" in response.json()["error"]["message"]
+
+
+def test_models_lists_the_layered_model_ready_at_its_route(mesh: Mesh) -> None:
+    body = httpx.get(f"{mesh.gateway_url}/v1/models", timeout=30).json()
+    by_name = {item["model"]: item for item in body["data"]}
+    entry = by_name["qwen-image-layered"]
+    assert entry["url"].endswith("/v1/images/layers")
+    assert entry["ready"] is True
