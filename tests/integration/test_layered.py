@@ -244,3 +244,28 @@ def test_models_lists_the_layered_model_ready_at_its_route(mesh: Mesh) -> None:
     entry = by_name["qwen-image-layered"]
     assert entry["url"].endswith("/v1/images/layers")
     assert entry["ready"] is True
+
+
+def test_edit_stream_reports_each_step_then_the_layers(mesh: Mesh) -> None:
+    with grpc.insecure_channel(mesh.targets["layered"]) as channel:
+        stub = qwen_edit_pb2_grpc.ImageEditingStub(channel)
+        events = list(
+            stub.EditStream(
+                qwen_edit_pb2.EditRequest(
+                    images=[common_pb2.ImageInput(data=png())],
+                    prompt="a red card",
+                    num_inference_steps=3,
+                    seed=3,
+                    width=64,
+                    height=64,
+                    layers=2,
+                ),
+                timeout=180,
+            )
+        )
+    steps = [
+        e.progress.step for e in events if e.WhichOneof("event") == "progress" and e.progress.step
+    ]
+    assert steps == [1, 2, 3]
+    assert events[-1].WhichOneof("event") == "result"
+    assert len(events[-1].result.images) == 2
