@@ -31,7 +31,7 @@ from typing import Any
 
 from services.common.errors import InvalidArgument
 from services.modelserver.batching import BatchStepFn
-from services.modelserver.loader import LoadedPipeline, read_model_index
+from services.modelserver.loader import LoadedPipeline, PipelineLoadError, read_model_index
 from services.modelserver.pipeline import BatchKey, ModelPipeline
 from services.modelserver.settings import ModelServerSettings
 from services.modelserver.tokens import TokenCounter
@@ -40,6 +40,7 @@ from services.qwen_image.pipeline import (
     TextToImagePipeline,
     text_to_image_arguments,
 )
+from services.qwen_image.settings import QwenImageSettings
 
 PIPELINE_CLASSES = ("QwenImage21Pipeline",)
 TURBO_CLASSES = ("QwenImage21TurboModularPipeline",)
@@ -123,6 +124,14 @@ def load_family(settings: ModelServerSettings) -> ModelPipeline[TextToImageJob]:
     class_name = settings.pipeline_class or str(
         read_model_index(settings.location).get("_class_name", "")
     )
+    family_21 = class_name in PIPELINE_CLASSES or class_name in TURBO_CLASSES
+    if family_21 and isinstance(settings, QwenImageSettings) and settings.controlnet_location:
+        # diffusers 0.42's Qwen-Image ControlNet pipelines take the 1.x transformer only: a
+        # setting that would be ignored stops the server instead.
+        raise PipelineLoadError(
+            f"QWEN_IMAGE_CONTROLNET_LOCATION is set but {settings.location} is a {class_name}: "
+            "the Qwen-Image ControlNets run on Qwen-Image 1.x only; unset it for this server"
+        )
     if class_name in PIPELINE_CLASSES:
         return Image21Pipeline.load(settings)
     if class_name in TURBO_CLASSES:

@@ -9,10 +9,11 @@ import torch
 from diffusers import DiffusionPipeline
 
 from services.common.errors import InvalidArgument
-from services.modelserver.loader import load_pipeline
+from services.modelserver.loader import PipelineLoadError, load_pipeline
 from services.modelserver.processor import ImageOnlyQwen3VLProcessor
 from services.modelserver.settings import MODELS_DIR, TINY_IMAGE_21_DIR, ModelServerSettings
 from services.qwen_image import family21
+from services.qwen_image.settings import QwenImageSettings
 from services.tinymodels import qwen_image_21
 
 
@@ -67,3 +68,14 @@ def test_sizes_off_the_32_grid_are_refused_naming_the_model() -> None:
     with pytest.raises(InvalidArgument, match="width: 80 is not a multiple of 32.*Qwen-Image 2.1"):
         family21.check_size_21(80, 64)
     assert family21.size_from_image(100, 20) == (96, 32)
+
+
+def test_a_21_server_given_controlnets_refuses_to_start_naming_the_setting() -> None:
+    """diffusers' Qwen-Image ControlNets take the 1.x transformer: the setting is not ignored."""
+    qwen_image_21.build(MODELS_DIR)
+    settings = QwenImageSettings(
+        location=str(TINY_IMAGE_21_DIR),
+        controlnet_location=[str(MODELS_DIR / "qwen-image-controlnet-tiny")],
+    )
+    with pytest.raises(PipelineLoadError, match="QWEN_IMAGE_CONTROLNET_LOCATION.*1.x only"):
+        family21.load_family(settings)
