@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.gateway.catalog import Entry
 from services.gateway.errors import invalid
 from services.gateway.lora_field import LoraField
+from services.gateway.numbers import Float, Int
 
 ResponseFormat = Literal["url", "b64_json"]
 OutputFormat = Literal["png", "jpeg", "webp"]
@@ -27,20 +28,20 @@ class ImageKnobs(BaseModel):
     negative_prompt: str | None = None
     size: str | None = Field(default=None, examples=["1024x1024", "1328*1328"])
     aspect_ratio: str | None = Field(default=None, examples=["16:9"])
-    width: int | None = Field(default=None, ge=16, le=4096)
-    height: int | None = Field(default=None, ge=16, le=4096)
-    n: int = Field(default=1, ge=1, le=10)
+    width: Int | None = Field(default=None, ge=16, le=4096)
+    height: Int | None = Field(default=None, ge=16, le=4096)
+    n: Int = Field(default=1, ge=1, le=10)
     response_format: ResponseFormat = "url"
-    num_inference_steps: int | None = Field(default=None, ge=1, le=100)
-    true_cfg_scale: float | None = Field(default=None, ge=0, le=50)
-    guidance_scale: float | None = Field(default=None, ge=0, le=50)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    num_inference_steps: Int | None = Field(default=None, ge=1, le=100)
+    true_cfg_scale: Float | None = Field(default=None, ge=0, le=50)
+    guidance_scale: Float | None = Field(default=None, ge=0, le=50)
+    seed: Int | None = Field(default=None, ge=0, le=MAX_SEED)
     prompt_extend: bool | None = None
     watermark: bool = False
     lora: LoraField = None  # local models' LoRA adapters (services/gateway/lora_field.py)
     # OpenAI's output options (services/gateway/output_options.py says where each applies).
     output_format: OutputFormat | None = None
-    output_compression: int | None = Field(default=None, ge=0, le=100)
+    output_compression: Int | None = Field(default=None, ge=0, le=100)
     quality: Quality | None = None
     background: Literal["transparent", "opaque", "auto"] | None = None
     input_fidelity: Literal["high", "low"] | None = None
@@ -53,7 +54,7 @@ class StreamKnobs(BaseModel):
         default=False,
         description="Answer text/event-stream: progress per step, partial images, then the result",
     )
-    partial_images: int = Field(
+    partial_images: Int = Field(
         default=0, ge=0, le=3, description="Previews sent while streaming (fewer if few steps)"
     )
 

@@ -290,6 +290,13 @@ GENERATIONS = [
         {**DS_OK, "parameters": {**DS_OK["parameters"], "n": 0}},
         "parameters.n must be >= 1 (got 0)",
     ),
+    # pydantic's lax mode would read true as 1 (services/gateway/numbers.py).
+    _gen(
+        "ds-n-true",
+        {**DS_OK, "parameters": {**DS_OK["parameters"], "n": True}},
+        "parameters.n: a number is due here, not true or false",
+    ),
+    _gen("steps-false", {**OK, "num_inference_steps": False}, "not true or false"),
     # ControlNet fields (services/gateway/control_fields.py; the names by the model server).
     _gen(
         "control-start-after-end",

@@ -16,6 +16,7 @@ from services.gateway.control_fields import ControlKnobs, ControlSpec, control_s
 from services.gateway.errors import invalid
 from services.gateway.knobs import ImageKnobs, StreamKnobs, stream_format
 from services.gateway.lora_field import LoraChoice
+from services.gateway.numbers import Float
 from services.gateway.output_options import OutputOptions, options_from
 from services.gateway.sizes import resolve_size
 from services.gateway.validation import parse
@@ -27,7 +28,7 @@ class EditKnobs(ImageKnobs, StreamKnobs, ControlKnobs):
     """What both edit forms share: every knob of generations, streaming included, and the
     img2img / inpainting `strength` of the local models."""
 
-    strength: float | None = Field(
+    strength: Float | None = Field(
         default=None,
         gt=0,
         le=1,

@@ -19,6 +19,7 @@ from services.gateway.envelope import success
 from services.gateway.errors import invalid
 from services.gateway.knobs import ImageKnobs, StreamKnobs, stream_format
 from services.gateway.lora_field import LoraChoice
+from services.gateway.numbers import Int
 from services.gateway.outcome import Outcome
 from services.gateway.output_options import OutputOptions, options_from
 from services.gateway.sizes import resolve_size
@@ -60,7 +61,7 @@ class DashScopeInput(BaseModel):
 
 
 class DashScopeParameters(ImageKnobs, ControlKnobs):
-    n: int = Field(default=1, ge=1, le=10)
+    n: Int = Field(default=1, ge=1, le=10)
 
 
 class DashScopeImageRequest(BaseModel):

@@ -15,6 +15,7 @@ from services.gateway.edits.protocol import ImageRef
 from services.gateway.errors import invalid
 from services.gateway.knobs import MAX_SEED, ResponseFormat
 from services.gateway.lora_field import LoraChoice, LoraField
+from services.gateway.numbers import Float, Int
 from services.gateway.output_options import OutputOptions
 from services.gateway.sizes import resolve_size
 from services.gateway.validation import parse
@@ -33,7 +34,7 @@ class LayersFields(BaseModel):
         max_length=8000,
         description="What the image shows; left out, the model captions the image itself",
     )
-    layers: int = Field(
+    layers: Int = Field(
         default=DEFAULT_LAYERS,
         ge=MIN_LAYERS,
         le=MAX_LAYERS,
@@ -49,13 +50,13 @@ class LayersFields(BaseModel):
         "(the bucket's area at the image's aspect ratio)",
     )
     negative_prompt: str | None = Field(default=None, max_length=8000)
-    true_cfg_scale: float | None = Field(default=None, ge=0, le=50)
+    true_cfg_scale: Float | None = Field(default=None, ge=0, le=50)
     cfg_normalize: bool | None = None
     caption_in_english: bool | None = Field(
         default=None, description="Without a prompt: caption in English (default Chinese)"
     )
-    num_inference_steps: int | None = Field(default=None, ge=2, le=100)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    num_inference_steps: Int | None = Field(default=None, ge=2, le=100)
+    seed: Int | None = Field(default=None, ge=0, le=MAX_SEED)
     response_format: ResponseFormat = "url"
     output_format: Literal["png", "webp"] | None = Field(
         default=None, description="png (default) or webp: both keep the layers' alpha"
