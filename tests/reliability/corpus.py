@@ -876,6 +876,7 @@ LAYER_CASES = [
     _layers("not-an-image", {"image": NOT_AN_IMAGE}, "image"),
     _layers("size-off-grid", {"size": "60x48"}, "width must be a multiple of 16"),
     _layers("jpeg", {"output_format": "jpeg"}, "output_format must be"),
+    _layers("stream", {"stream": True}, "/v1/images/layers does not stream"),
     _layers("misspelt", {"layer": 3}, "did you mean layers?"),
     _layers("edit-model", {"model": "qwen-image-edit"}, "not /v1/images/layers"),
     _layers("unknown-model", {"model": "nope"}, "model 'nope' does not exist", status=404),

@@ -62,6 +62,11 @@ class LayersFields(BaseModel):
         default=None, description="png (default) or webp: both keep the layers' alpha"
     )
     lora: LoraField = None
+    stream: bool = Field(
+        default=False,
+        description="Not offered here (the answer comes when the layers are ready); for "
+        "progress, create a task and watch it",
+    )
 
 
 class LayersJsonRequest(LayersFields):
@@ -105,6 +110,13 @@ def _spec(request: LayersFields, image: ImageRef | None) -> LayersSpec:
             "image is required: the image to split (a file upload, or an http(s) URL, data: URL "
             "or base64 in JSON)",
             "image",
+        )
+    if request.stream:
+        # Refused rather than ignored: a client asking for events would wait on a plain answer.
+        raise invalid(
+            "stream: /v1/images/layers does not stream; it answers when the layers are ready "
+            "(for progress, create a task at POST /api/v1/tasks and watch it)",
+            "stream",
         )
     width, height = resolve_size(request.size) if request.size else (0, 0)
     return LayersSpec(
