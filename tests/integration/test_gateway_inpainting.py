@@ -227,8 +227,8 @@ BAD = {
         f"mask is 64x32 but image is {SIDE}x{SIDE}",
         "mask",
     ),
-    "strength zero": ({"strength": 0}, "strength must be > 0.0 (got 0)", "strength"),
-    "strength above one": ({"strength": 2}, "strength must be <= 1.0 (got 2)", "strength"),
+    "strength zero": ({"strength": 0}, "strength must be > 0 (got 0)", "strength"),
+    "strength above one": ({"strength": 2}, "strength must be <= 1 (got 2)", "strength"),
 }
 
 
